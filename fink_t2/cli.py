@@ -1,0 +1,142 @@
+"""``fink-t2``: the command line. Thin: parses arguments and calls the package."""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .alerts import records_to_batch
+from .classify import OUTPUT_COLUMNS, classify_batch
+from .model import ModelError, load_model
+from .sources import InputError, iter_records
+
+READ_CHUNK = 2048  # alerts decoded and classified per step
+
+
+def _progress(total: int | None, desc: str):
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, unit="alert", disable=not sys.stderr.isatty())
+
+
+def classify_paths(paths: Sequence[str], model_path: str | None = None) -> pd.DataFrame:
+    """Classify every alert under ``paths``: one row per alert, plus a ``source`` column."""
+    model = load_model(model_path)
+    frames = []
+    chunk_records, chunk_errors, chunk_sources = [], [], []
+
+    def flush() -> None:
+        if chunk_sources:
+            out = classify_batch(records_to_batch(chunk_records, chunk_errors), model)
+            out["source"] = chunk_sources
+            frames.append(out)
+            chunk_records.clear(), chunk_errors.clear(), chunk_sources.clear()
+
+    with _progress(None, "classify") as bar:
+        for item in iter_records(paths):
+            chunk_records.append(item.record)
+            chunk_errors.append(item.error)
+            chunk_sources.append(item.source)
+            if len(chunk_sources) >= READ_CHUNK:
+                bar.update(len(chunk_sources))
+                flush()
+        bar.update(len(chunk_sources))
+        flush()
+    if not frames:
+        return pd.DataFrame(columns=[*OUTPUT_COLUMNS, "source"])
+    return pd.concat(frames, ignore_index=True)
+
+
+def summary_table(results: pd.DataFrame, seconds: float) -> str:
+    """Counts per status and per class, and the throughput, as text."""
+    lines = [f"{len(results)} alerts in {seconds:.2f} s ({len(results) / max(seconds, 1e-9):,.0f} alerts/s)", ""]
+    lines.append("status counts:")
+    for status, count in results["t2_status"].value_counts().items():
+        lines.append(f"  {status:<45} {count:>7}")
+    classified = results[results["t2_status"] == "ok"]
+    if len(classified):
+        lines.append("")
+        lines.append("class counts (ok alerts):")
+        for name, count in classified["t2_class"].value_counts().items():
+            lines.append(f"  {name:<45} {count:>7}")
+    return "\n".join(lines)
+
+
+def write_results(results: pd.DataFrame, out: Path) -> None:
+    """Write results as Parquet or JSON lines (chosen by the file suffix)."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if out.suffix == ".parquet":
+        results.to_parquet(out, index=False)
+    elif out.suffix in (".jsonl", ".json"):
+        results.to_json(out, orient="records", lines=True)
+    else:
+        raise ValueError(f"--out must end with .parquet or .jsonl: {out}")
+
+
+def cmd_classify(args: argparse.Namespace) -> int:
+    start = time.perf_counter()
+    results = classify_paths(args.paths, args.model)
+    seconds = time.perf_counter() - start
+    if args.out:
+        write_results(results, Path(args.out))
+    print(summary_table(results, seconds))
+    return 0
+
+
+def cmd_plot(args: argparse.Namespace) -> int:
+    from .plot import plot_alert
+
+    plot_alert(args.path, args.candid, Path(args.out), args.model)
+    print(f"wrote {args.out}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="fink-t2", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("classify", help="classify alert files (.avro, .parquet, .tar.gz)")
+    p.add_argument("paths", nargs="+", help="files or directories (searched recursively)")
+    p.add_argument("--model", help="TFLite model file (metadata JSON beside it); default: shipped model")
+    p.add_argument("--out", help="write results to FILE.parquet or FILE.jsonl")
+    p.set_defaults(func=cmd_classify)
+
+    p = sub.add_parser("plot", help="plot one alert's light curve, GP and class probabilities")
+    p.add_argument("path", help="alert file or directory")
+    p.add_argument("--candid", type=int, required=True)
+    p.add_argument("--out", required=True, help="PNG file")
+    p.add_argument("--model")
+    p.set_defaults(func=cmd_plot)
+
+    _add_optional_commands(sub)
+    return parser
+
+
+def _add_optional_commands(sub) -> None:
+    """Sub-commands whose modules are wired in as they exist (kafka, replay, stream, bench)."""
+    from . import kafka_broker, replay
+
+    kafka_broker.add_kafka_parser(sub)
+    replay.add_replay_parser(sub)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        return int(args.func(args) or 0)
+    except (InputError, ModelError, ValueError) as exc:
+        print(f"fink-t2: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,36 @@
+"""The t2 model contract: the facts every stage shares, defined once.
+
+Sources: ../shared/notes/t2-model-contract.md (Allam & McEwen 2021, arXiv:2105.06178;
+Allam, Peloton & McEwen 2023, arXiv:2303.08951).
+"""
+from __future__ import annotations
+
+#: Bands fed to the model, in tensor order (axis 2): index 0 = g, index 1 = r.
+BANDS: tuple[str, ...] = ("g", "r")
+
+#: ZTF filter id (``candidate.fid``) -> band name. fid 3 (i) is not used by t2.
+ZTF_FID_TO_BAND: dict[int, str] = {1: "g", 2: "r", 3: "i"}
+
+#: Effective wavelengths of the ZTF bands, Å (astronet / fink-science values).
+ZTF_WAVELENGTH_A: dict[str, float] = {"g": 4804.79, "r": 6436.92, "i": 7968.22}
+
+#: Number of time steps of the GP grid (model input axis 1).
+GRID_LENGTH: int = 100
+
+#: PLAsTiCC class names in model output order (index -> name).
+CLASS_NAMES: tuple[str, ...] = (
+    "mu-Lens-Single", "TDE", "EB", "SNII", "SNIax", "Mira", "SNIbc", "KN",
+    "M-dwarf", "SNIa-91bg", "AGN", "SNIa", "RRL", "SLSN-I",
+)
+
+#: PLAsTiCC numeric class ids in the same order.
+PLASTICC_IDS: tuple[int, ...] = (6, 15, 16, 42, 52, 53, 62, 64, 65, 67, 88, 90, 92, 95)
+
+#: SNANA flux zero point: F = 10**(-0.4 * (mag - ZERO_POINT)).
+ZERO_POINT: float = 27.5
+
+#: GP hyper-parameters (Matérn-3/2 over time × wavelength).
+GP_WAVELENGTH_SCALE_A: float = 6000.0  # fixed ℓ_λ, Å
+GP_TIME_SCALE_BOUNDS_DAYS: tuple[float, float] = (1.0, 1000.0)  # ℓ_t bounds, days
+GP_TIME_SCALE_START_DAYS: float = 20.0  # ℓ_t initial value of the reference fit, days
+GP_LOG_AMPLITUDE_HALF_WIDTH: float = 10.0  # ln A bounds: ln(0.25 s²) ± 10

@@ -1,0 +1,36 @@
+"""fink_t2: real-time t2 (Tiny Time-series Transformer) classification of ZTF alerts."""
+from setuptools import find_packages, setup
+
+STREAMING = [
+    "numpy>=2,<3",
+    "scipy>=1.11",
+    "pandas>=2.2,<3",  # pyspark 4.1 does not support pandas 3
+    "pyarrow>=18",
+    "fastavro>=1.9.4,<2",
+    "confluent-kafka>=2.5,<3",
+    "ai-edge-litert==2.3.0",
+    "pyspark==4.1.1",  # must match the spark-sql-kafka-0-10_2.13 connector jar (jvm/spark/pom.xml)
+    "matplotlib>=3.8",
+    "tqdm>=4.66",
+    "psutil>=5.9",
+]
+
+setup(
+    name="fink_t2",
+    version="0.1.0",
+    description="t2 transient classification of ZTF alerts for Spark/Kafka alert brokers",
+    python_requires=">=3.11,<3.12",
+    packages=find_packages(include=["fink_t2", "fink_t2.*"]),
+    install_requires=STREAMING,
+    extras_require={
+        "test": ["pytest>=8", "hypothesis>=6.100"],
+        "bench": ["george==0.4.4", "pyinstrument>=4.6", "threadpoolctl>=3.2"],
+        "train": [
+            "tensorflow-cpu==2.21.0",
+            "tf-keras==2.21.0",
+            "tensorflow-model-optimization==0.8.1",
+            "scikit-learn>=1.4",
+        ],
+    },
+    entry_points={"console_scripts": ["fink-t2=fink_t2.cli:main"]},
+)
