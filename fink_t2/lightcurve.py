@@ -70,8 +70,8 @@ def mag_to_flux(mag: np.ndarray, magerr: np.ndarray) -> tuple[np.ndarray, np.nda
 
 
 def _per_alert_any(values: np.ndarray, offsets: np.ndarray) -> np.ndarray:
-    counts = np.add.reduceat(values.astype(np.int64), offsets[:-1]) if len(values) else np.zeros(len(offsets) - 1, np.int64)
-    return np.where(np.diff(offsets) > 0, counts, 0) > 0
+    """True for each alert with at least one True point."""
+    return np.bincount(_point_alert(offsets)[values], minlength=len(offsets) - 1) > 0
 
 
 def _point_alert(offsets: np.ndarray) -> np.ndarray:
