@@ -93,11 +93,11 @@ def to_records(batch: AlertBatch, result: Classified, model_id: str) -> pd.DataF
         t2_snia[i] = p[SNIA_INDEX]
     return pd.DataFrame({
         "objectId": batch.object_id,
-        "candid": pd.array(np.where(batch.candid >= 0, batch.candid, 0), dtype="Int64").where(batch.candid >= 0),
+        "candid": pd.array([c if c >= 0 else None for c in batch.candid.tolist()], dtype="Int64"),
         "t2_status": result.status,
         "t2_class": t2_class,
         "t2_probs": t2_probs,
-        "t2_snia": pd.array(t2_snia, dtype="Float64").where(~np.isnan(t2_snia)),
+        "t2_snia": pd.array([None if np.isnan(p) else p for p in t2_snia.tolist()], dtype="Float64"),
         "t2_model": model_id,
     }, columns=list(OUTPUT_COLUMNS))
 
