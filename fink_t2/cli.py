@@ -11,7 +11,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from . import kafka_broker, replay
 from .alerts import records_to_batch
+from .config import DEFAULT_CONF, ConfigError, load_config
+from .kafka_broker import MissingJarsError
 from .classify import OUTPUT_COLUMNS, classify_batch
 from .model import ModelError, load_model
 from .sources import InputError, iter_records
@@ -106,22 +109,45 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("paths", nargs="+", help="files or directories (searched recursively)")
     p.add_argument("--model", help="TFLite model file (metadata JSON beside it); default: shipped model")
     p.add_argument("--out", help="write results to FILE.parquet or FILE.jsonl")
-    p.set_defaults(func=cmd_classify)
+    p.set_defaults(handler=cmd_classify)
 
     p = sub.add_parser("plot", help="plot one alert's light curve, GP and class probabilities")
     p.add_argument("path", help="alert file or directory")
     p.add_argument("--candid", type=int, required=True)
     p.add_argument("--out", required=True, help="PNG file")
     p.add_argument("--model")
-    p.set_defaults(func=cmd_plot)
+    p.set_defaults(handler=cmd_plot)
 
-    _add_optional_commands(sub)
+    _add_stream_commands(sub)
     return parser
 
 
-def _add_optional_commands(sub) -> None:
-    """Sub-commands whose modules are wired in as they exist (kafka, replay, stream, bench)."""
-    from . import kafka_broker, replay
+def cmd_stream(args: argparse.Namespace) -> int:
+    from .stream import run
+
+    config = load_config(args.conf).with_bootstrap(args.bootstrap)
+    run(config, once=args.once, timeout=args.timeout)
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    run_demo(load_config(args.conf))
+    return 0
+
+
+def _add_stream_commands(sub) -> None:
+    p = sub.add_parser("stream", help="run the Kafka → Spark → Kafka streaming job")
+    p.add_argument("--conf", default=str(DEFAULT_CONF), help="TOML config (default conf/local.toml)")
+    p.add_argument("--once", action="store_true", help="process what is in the topics, then exit (availableNow)")
+    p.add_argument("--bootstrap", help="override [kafka] bootstrap_servers")
+    p.add_argument("--timeout", type=float, default=None, help="stop after this many seconds")
+    p.set_defaults(handler=cmd_stream)
+
+    p = sub.add_parser("demo", help="broker + replay of the sample alerts + stream --once + summary")
+    p.add_argument("--conf", default=str(DEFAULT_CONF))
+    p.set_defaults(handler=cmd_demo)
 
     kafka_broker.add_kafka_parser(sub)
     replay.add_replay_parser(sub)
@@ -132,8 +158,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        return int(args.func(args) or 0)
-    except (InputError, ModelError, ValueError) as exc:
+        return int(args.handler(args) or 0)
+    except (InputError, ModelError, ConfigError, MissingJarsError, ValueError) as exc:
         print(f"fink-t2: error: {exc}", file=sys.stderr)
         return 2
 

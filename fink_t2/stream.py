@@ -1,0 +1,228 @@
+"""The Spark Structured Streaming job: Kafka → t2 (pandas, in Python workers) → Kafka.
+
+Queries (each with its own checkpoint under ``[checkpoint] dir``):
+
+* ``classify`` — raw ZTF alerts from the subscribed topics → :func:`fink_t2.classify.classify`
+  in ``mapInPandas`` → the enriched topic (alerts, ``ok`` or ``cut:*``), the dead-letter
+  topic (``error:*``, with the raw bytes) and the scores topic. The three outputs of a
+  micro-batch come from one Kafka write, so an alert is never scored without being enriched,
+  and every input alert lands in enriched or dead-letter.
+* ``filter-<name>`` — one per ``[[output.filters]]``: the scores topic → the filter's topic
+  (pure Spark SQL on the compact JSON scores; a failing filter cannot stop classification).
+
+Messages are keyed by candid (dead letters by ``topic/partition/offset``), so consumers and
+log compaction can drop the duplicates an at-least-once restart may produce.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pandas as pd
+
+from .config import Config, FilterConf
+from .kafka_broker import MAX_MESSAGE_BYTES, spark_kafka_jars
+
+log = logging.getLogger(__name__)
+
+#: Columns the Kafka sink needs from every output row.
+OUTPUT_SCHEMA = "topic string, key binary, value binary"
+#: Environment variable naming a file where each Python worker logs its model loads.
+LOAD_LOG_ENV = "FINK_T2_MODEL_LOAD_LOG"
+
+
+# --------------------------------------------------------------------------- Python worker side
+
+
+def _deadletter_key(topic: str, partition: int, offset: int) -> bytes:
+    return f"{topic}/{partition}/{offset}".encode()
+
+
+def route_batch(frame: pd.DataFrame, config: Config) -> pd.DataFrame:
+    """Classify one Arrow batch of Kafka rows and return the output messages.
+
+    ``frame`` has columns key, value, topic, partition, offset. Returns rows
+    (topic, key, value): per alert one enriched message and one score, or one dead letter.
+    """
+    from .classify import classify
+    from .enrich import deadletter_message, enrich_alert, score_message
+    from .model import load_model
+
+    model = load_model(config.model_path(), num_threads=config.model.num_threads)
+    _log_model_load()
+    results = classify(frame["value"].tolist(), model)
+    out_topic, out_key, out_value = [], [], []
+    out = config.output
+    for row, value, src_key, topic, partition, offset in zip(
+            results.to_dict("records"), frame["value"], frame["key"], frame["topic"], frame["partition"],
+            frame["offset"]):
+        status = row["t2_status"]
+        if not status.startswith("error:"):
+            try:
+                enriched = enrich_alert(value, row)
+            except Exception as exc:  # a valid-looking alert we cannot re-frame: dead-letter it
+                status = f"error:enrich: {type(exc).__name__}: {exc}"[:300]
+            else:
+                key = str(row["candid"]).encode()
+                out_topic += [out.enriched_topic, out.scores_topic]
+                out_key += [key, key]
+                out_value += [enriched, score_message(row)]
+                continue
+        out_topic.append(out.deadletter_topic)
+        out_key.append(_deadletter_key(topic, partition, offset))
+        out_value.append(deadletter_message(status.removeprefix("error:"), value, src_key, topic, int(partition),
+                                            int(offset)))
+    return pd.DataFrame({"topic": out_topic, "key": out_key, "value": out_value})
+
+
+def _log_model_load() -> None:
+    """Append "pid loads" to the file named by ``FINK_T2_MODEL_LOAD_LOG`` on each new load."""
+    from .model import load_count
+
+    path = os.environ.get(LOAD_LOG_ENV)
+    count = load_count()
+    if path and getattr(_log_model_load, "logged", 0) < count:
+        with open(path, "a") as fh:
+            fh.write(f"{os.getpid()} {count}\n")
+        _log_model_load.logged = count
+
+
+def make_partition_function(config: Config):
+    """The ``mapInPandas`` function (closes over the config only; the model is per process)."""
+
+    def classify_partition(frames: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        for frame in frames:
+            yield route_batch(frame, config)
+
+    return classify_partition
+
+
+# --------------------------------------------------------------------------- driver side
+
+
+def build_spark(config: Config, app_name: str = "fink_t2"):
+    """A SparkSession with the Kafka connector jars and the job's settings."""
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
+    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    from pyspark.sql import SparkSession
+
+    builder = (
+        SparkSession.builder.appName(app_name)
+        .config("spark.jars", ",".join(spark_kafka_jars()))
+        .config("spark.sql.execution.arrow.maxRecordsPerBatch", str(config.spark.arrow_max_records_per_batch))
+        .config("spark.sql.shuffle.partitions", str(config.spark.shuffle_partitions))
+        .config("spark.python.worker.reuse", "true")
+        .config("spark.ui.enabled", "false")
+        .config("spark.ui.showConsoleProgress", "false")
+        .config("spark.driver.host", "127.0.0.1")
+        .config("spark.driver.bindAddress", "127.0.0.1")
+        .config("spark.sql.streaming.forceDeleteTempCheckpointLocation", "true")
+        .config("spark.executorEnv.PYTHONHASHSEED", "0")
+    )
+    if LOAD_LOG_ENV in os.environ:
+        builder = builder.config(f"spark.executorEnv.{LOAD_LOG_ENV}", os.environ[LOAD_LOG_ENV])
+    if config.spark.master:
+        builder = builder.master(config.spark.master)
+    spark = builder.getOrCreate()
+    spark.sparkContext.setLogLevel("WARN")
+    return spark
+
+
+def _read_kafka(spark, config: Config, pattern: str, starting: str, max_offsets: int | None):
+    reader = (
+        spark.readStream.format("kafka")
+        .option("kafka.bootstrap.servers", config.kafka.bootstrap_servers)
+        .option("subscribePattern", pattern)
+        .option("startingOffsets", starting)
+        .option("failOnDataLoss", str(config.input.fail_on_data_loss).lower())
+        .option("kafka.max.partition.fetch.bytes", str(MAX_MESSAGE_BYTES))
+    )
+    if max_offsets:
+        reader = reader.option("maxOffsetsPerTrigger", str(max_offsets))
+    return reader.load()
+
+
+def _write_kafka(frame, config: Config, name: str, once: bool):
+    writer = (
+        frame.writeStream.format("kafka")
+        .queryName(name)
+        .option("kafka.bootstrap.servers", config.kafka.bootstrap_servers)
+        .option("checkpointLocation", str(Path(config.checkpoint_dir()) / name))
+        .option("kafka.max.request.size", str(MAX_MESSAGE_BYTES))
+        .option("kafka.linger.ms", "5")
+        .option("kafka.batch.size", str(1 << 20))
+        .option("kafka.acks", "all")
+    )
+    trigger = {"availableNow": True} if once else {"processingTime": f"{config.spark.trigger_seconds} seconds"}
+    return writer.trigger(**trigger).start()
+
+
+def start_classify_query(spark, config: Config, once: bool):
+    """Start the ``classify`` query (raw alerts → enriched, scores, dead-letter)."""
+    raw = _read_kafka(spark, config, config.input.subscribe_pattern, config.input.starting_offsets,
+                      config.input.max_offsets_per_trigger)
+    rows = raw.select("key", "value", "topic", "partition", "offset")
+    out = rows.mapInPandas(make_partition_function(config), OUTPUT_SCHEMA)
+    return _write_kafka(out, config, "classify", once)
+
+
+def filter_condition(flt: FilterConf) -> str:
+    """Spark SQL predicate of a filter over the parsed score columns."""
+    classes = ", ".join("'" + c.replace("'", "''") + "'" for c in flt.classes)
+    return (f"s.t2_status = 'ok' AND s.t2_class IN ({classes}) "
+            f"AND element_at(s.t2_probs, s.t2_class) >= {float(flt.min_probability)!r}")
+
+
+def start_filter_query(spark, config: Config, flt: FilterConf, once: bool):
+    """Start the query of one filtered topic: scores whose top class passes the filter."""
+    from pyspark.sql import functions as F
+
+    scores = _read_kafka(spark, config, _exact_pattern(config.output.scores_topic), "earliest", None)
+    schema = "objectId string, candid long, t2_status string, t2_class string, t2_probs map<string,double>, " \
+             "t2_snia double, t2_model string"
+    parsed = scores.select("key", "value", F.from_json(F.col("value").cast("string"), schema).alias("s"))
+    selected = parsed.where(filter_condition(flt)).select("key", "value", F.lit(flt.topic).alias("topic"))
+    return _write_kafka(selected, config, f"filter-{flt.name}", once)
+
+
+def _exact_pattern(topic: str) -> str:
+    import re
+
+    return "^" + re.escape(topic) + "$"
+
+
+def run(config: Config, once: bool = False, timeout: float | None = None) -> None:
+    """Run the job until stopped (or, with ``once``, until the topics are drained)."""
+    spark = build_spark(config)
+    try:
+        _run_queries(spark, config, once, timeout)
+    finally:
+        for query in spark.streams.active:
+            query.stop()
+        spark.stop()
+
+
+def _run_queries(spark, config: Config, once: bool, timeout: float | None) -> None:
+    queries = [start_classify_query(spark, config, once)]
+    if once:  # filters read the scores topic: let classify finish first
+        queries[0].awaitTermination(timeout)
+        _raise_if_failed(queries[0])
+    queries += [start_filter_query(spark, config, flt, once) for flt in config.output.filters]
+    for query in queries:
+        if once:
+            query.awaitTermination(timeout)
+            _raise_if_failed(query)
+    if not once:
+        spark.streams.awaitAnyTermination(timeout)
+        for query in queries:
+            _raise_if_failed(query)
+
+
+def _raise_if_failed(query) -> None:
+    error = query.exception()
+    if error is not None:
+        raise RuntimeError(f"streaming query {query.name} failed: {error}")
