@@ -4,12 +4,12 @@ from setuptools import find_packages, setup
 STREAMING = [
     "numpy>=2,<3",
     "scipy>=1.11",
-    "pandas>=2.2,<3",  # pyspark 4.1 does not support pandas 3
+    "pandas>=2.2,<3",  # pyspark 4.0 does not support pandas 3
     "pyarrow>=18",
     "fastavro>=1.9.4,<2",
     "confluent-kafka>=2.5,<3",
     "ai-edge-litert==2.3.0",
-    "pyspark==4.1.1",  # must match the spark-sql-kafka-0-10_2.13 connector jar (jvm/spark/pom.xml)
+    "pyspark==4.0.0",  # = the Kafka connector jar (jvm/spark/pom.xml); 4.1.1 has SPARK-57438
     "matplotlib>=3.8",
     "tqdm>=4.66",
     "psutil>=5.9",

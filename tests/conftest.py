@@ -25,3 +25,5 @@ def sample_payloads() -> list[bytes]:
     files += sorted(SAMPLE_ALERTS.glob("fink-alert-simulator_datasim_20181129/*.avro"))
     assert files, f"no sample alerts under {SAMPLE_ALERTS}"
     return [f.read_bytes() for f in files]
+
+pytest_plugins = ["tests.conftest_kafka"]
