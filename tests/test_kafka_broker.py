@@ -36,8 +36,10 @@ def test_spark_kafka_jars_are_the_four_connector_jars(kafka_jars: Path) -> None:
     jars = broker.spark_kafka_jars(kafka_jars)
     names = [Path(jar).name for jar in jars]
     assert [name.split("-")[0] for name in names] == ["spark", "spark", "kafka", "commons"]
-    assert names[0].startswith("spark-sql-kafka-0-10_2.13-4.1.1")
-    assert names[1].startswith("spark-token-provider-kafka-0-10_2.13-4.1.1")
+    import pyspark  # the connector must match the installed Spark exactly
+
+    assert names[0] == f"spark-sql-kafka-0-10_2.13-{pyspark.__version__}.jar"
+    assert names[1] == f"spark-token-provider-kafka-0-10_2.13-{pyspark.__version__}.jar"
     assert all(Path(jar).is_file() and Path(jar).is_absolute() for jar in jars)
 
 
