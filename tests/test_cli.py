@@ -1,0 +1,71 @@
+"""The fink-t2 command line: classify, plot, errors (real alerts, no Spark)."""
+from __future__ import annotations
+
+import json
+import tarfile
+
+import pandas as pd
+import pytest
+
+from fink_t2.cli import main
+from fink_t2.classify import OUTPUT_COLUMNS
+
+from tests.conftest import SAMPLE_ALERTS, shared_path
+
+
+def test_classify_writes_one_row_per_alert(tmp_path, capsys):
+    out = tmp_path / "r.parquet"
+    assert main(["classify", str(SAMPLE_ALERTS), "--out", str(out)]) == 0
+    results = pd.read_parquet(out)
+    assert len(results) == 139 and set(OUTPUT_COLUMNS) <= set(results.columns)
+    text = capsys.readouterr().out
+    assert "139 alerts" in text and "status counts" in text and "ok" in text
+
+
+def test_classify_jsonl_and_tar_gz_archive(tmp_path):
+    archive = tmp_path / "night.tar.gz"
+    files = sorted((SAMPLE_ALERTS / "fink-alert-simulator_datasim_20181129").glob("*.avro"))[:7]
+    with tarfile.open(archive, "w:gz") as tar:
+        for f in files:
+            tar.add(f, arcname=f"ztf_public_night/{f.name}")
+    out = tmp_path / "r.jsonl"
+    assert main(["classify", str(archive), "--out", str(out)]) == 0
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(rows) == 7 and all(r["candid"] == int(f.stem) for r, f in zip(rows, files))
+
+
+@pytest.mark.shared
+def test_classify_covers_every_shared_alert(tmp_path):
+    out = tmp_path / "all.parquet"
+    assert main(["classify", str(shared_path("data", "ztf")), "--out", str(out)]) == 0
+    results = pd.read_parquet(out)
+    assert len(results) >= 617 + 190  # every Avro and Parquet alert (PROVENANCE.md, minus withheld)
+    assert results["t2_status"].str.match(r"^(ok|cut:|error:)").all()
+    assert not results["t2_status"].str.startswith("error:").any()
+
+
+def test_bad_paths_and_bad_model_are_clear_errors(tmp_path, capsys):
+    assert main(["classify", str(tmp_path / "absent")]) == 2
+    assert "no such file or directory" in capsys.readouterr().err
+    bad_model = tmp_path / "m.tflite"
+    bad_model.write_bytes(b"x")
+    assert main(["classify", str(SAMPLE_ALERTS), "--model", str(bad_model)]) == 2
+    assert "metadata not found" in capsys.readouterr().err
+
+
+def test_corrupt_file_is_an_error_row_not_a_crash(tmp_path):
+    good = next((SAMPLE_ALERTS / "fink-alert-simulator_datasim_20181129").glob("*.avro"))
+    (tmp_path / "good.avro").write_bytes(good.read_bytes())
+    (tmp_path / "bad.avro").write_bytes(good.read_bytes()[:5000])
+    out = tmp_path / "r.parquet"
+    assert main(["classify", str(tmp_path), "--out", str(out)]) == 0
+    results = pd.read_parquet(out).set_index("source")
+    assert results.loc[str(tmp_path / "bad.avro"), "t2_status"].startswith("error:avro_decode")
+    assert results.loc[str(tmp_path / "good.avro"), "candid"] == int(good.stem)
+
+
+def test_plot_writes_a_png(tmp_path):
+    out = tmp_path / "p.png"
+    assert main(["plot", str(SAMPLE_ALERTS), "--candid", "697251920415015001", "--out", str(out)]) == 0
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and out.stat().st_size > 20_000
+    assert main(["plot", str(SAMPLE_ALERTS), "--candid", "1", "--out", str(out)]) == 2
