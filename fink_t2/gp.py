@@ -14,8 +14,13 @@ is the 1-D problem ``min_A Σ z_i²/(Aλ_i + 1) + ln(Aλ_i + 1)``, but a batched
 candidate costs more than the joint 2-D Newton below.
 
 Design: batched Newton iterations on ``θ = (ln A, ln ℓ_t)`` with the exact Hessian (the Fisher
-matrix where the Hessian is not positive definite), started where the reference starts, with
-step halving and box constraints (projected Newton). Every iteration costs one stacked Cholesky (log-determinant, positive-definiteness check), one stacked
+matrix where the Hessian is not positive definite), with step halving and box constraints
+(projected Newton). Newton starts from the best of the reference start and a coarse
+(ln A, ln ℓ_t) grid scanned with likelihood-only evaluations (one bordered Cholesky per point,
+see :func:`_scan_start`): started only from the reference point, Newton missed the global
+optimum of about 3 % of real ZTF alerts by up to 100 nats (variable stars with alternating-sign
+fluxes whose optimum sits at ℓ_t = 1 d and large A, or a best ℓ_t far from 20 d). Every
+iteration costs one stacked Cholesky (log-determinant, positive-definiteness check), one stacked
 inverse and one stacked matmul on the whitened matrix ``K̃ = D^{-1/2} K D^{-1/2} = A·C̃ + I``.
 Alerts leave the loop as soon as they converge: about 5 evaluations per alert on real ZTF
 light curves (the reference L-BFGS-B uses more, plus scipy overhead per evaluation).
@@ -60,6 +65,13 @@ MAX_STEP = 2.0
 PREDICTED_DECREASE_TOL = 1e-7
 #: Give up improving an alert after this many consecutive step halvings.
 MAX_HALVINGS = 6
+#: Coarse scan before Newton: ln ℓ_t values, ℓ_t = 1, 5.6, 31.6, 178 days (steps of 10^0.75 from
+#: the lower bound; 1000 d is left out: Newton reaches the upper bound from 178 d, measured) ...
+SCAN_LOG_TIME_SCALES: tuple[float, ...] = tuple(
+    np.log(GP_TIME_SCALE_BOUNDS_DAYS[0]) + 0.75 * np.log(10.0) * np.arange(4))
+#: ... times ln A offsets from the reference start (ln A bounds are start ± 10; +10 catches the
+#: large-A mode of alternating-sign variables at ℓ_t = 1 d).
+SCAN_LOG_AMPLITUDE_OFFSETS: tuple[float, ...] = (0.0, 3.0, 6.0, 10.0)
 #: Bucket lengths (points) alerts are padded to; longer alerts use multiples of 32.
 BUCKET_LENGTHS: tuple[int, ...] = (4, 8, 12, 16, 20, 24, 28, 32, 40, 48, 56, 64, 80, 96, 112, 128)
 
@@ -84,7 +96,7 @@ class GPFit:
     time_scale: np.ndarray  # (B,) ℓ_t, days
     log_likelihood: np.ndarray  # (B,) ln p(F | A, ℓ_t) of the (binned) points used, nats
     n_points: np.ndarray  # (B,) points used in the fit (after binning)
-    iterations: np.ndarray  # (B,) likelihood evaluations spent per alert
+    iterations: np.ndarray  # (B,) Newton evaluations spent per alert (the coarse scan not counted)
     buckets: tuple[_Bucket, ...]  # per-length state needed by predict_batch
 
 
@@ -198,18 +210,23 @@ def _make_problem(t, wavelength, flux, flux_err, n_used) -> _Problem:
 
 def _stacked_cholesky_log_det(matrices: np.ndarray) -> np.ndarray:
     """ln|M| of each stacked SPD matrix; NaN where the Cholesky factorisation fails."""
-    try:
-        factors = np.linalg.cholesky(matrices)
-    except np.linalg.LinAlgError:
-        return np.array([_single_cholesky_log_det(m) for m in matrices])
-    return 2.0 * np.sum(np.log(np.diagonal(factors, axis1=1, axis2=2)), axis=1)
+    return 2.0 * np.sum(np.log(_stacked_cholesky_diagonal(matrices)), axis=1)
 
 
-def _single_cholesky_log_det(matrix: np.ndarray) -> float:
+def _stacked_cholesky_diagonal(matrices: np.ndarray) -> np.ndarray:
+    """(n,P) diagonals of the Cholesky factors of (n,P,P) SPD matrices; NaN rows where it fails."""
     try:
-        return float(2.0 * np.sum(np.log(np.diag(np.linalg.cholesky(matrix)))))
+        return np.diagonal(np.linalg.cholesky(matrices), axis1=1, axis2=2)
     except np.linalg.LinAlgError:
-        return np.nan
+        return np.stack([_single_cholesky_diagonal(m) for m in matrices])
+
+
+def _single_cholesky_diagonal(matrix: np.ndarray) -> np.ndarray:
+    """Cholesky diagonal of one SPD matrix, all NaN when the factorisation fails."""
+    try:
+        return np.diag(np.linalg.cholesky(matrix))
+    except np.linalg.LinAlgError:
+        return np.full(matrix.shape[0], np.nan)
 
 
 def _stacked_inverse(matrices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -337,6 +354,49 @@ def _start_and_bounds(flux: np.ndarray, flux_err: np.ndarray, n_used: np.ndarray
     return start, low, high
 
 
+def _scan_start(problem: _Problem, start: np.ndarray, low: np.ndarray, high: np.ndarray) -> np.ndarray:
+    """Newton start θ (b,2): the lowest-NLL point of the reference start and a coarse grid.
+
+    The grid is SCAN_LOG_TIME_SCALES × (start ln A + SCAN_LOG_AMPLITUDE_OFFSETS), clipped to the
+    box. Likelihood only (one bordered Cholesky per point, no inverse), so it is cheap; it picks
+    the basin, Newton then refines. Ties keep the reference start.
+    """
+    offsets = np.asarray(SCAN_LOG_AMPLITUDE_OFFSETS)
+    candidates = [start[:, None, :]]
+    nll = [_scan_nll(problem, start[:, 1:2], start[:, :1])]
+    for log_scale in SCAN_LOG_TIME_SCALES:
+        log_amp = np.clip(start[:, :1] + offsets, low[:, :1], high[:, :1])  # (b,k)
+        log_scales = np.clip(np.full_like(log_amp, log_scale), low[:, 1:], high[:, 1:])
+        candidates.append(np.stack([log_amp, log_scales], axis=2))
+        nll.append(_scan_nll(problem, log_scales[:, :1], log_amp))
+    best = np.argmin(np.concatenate(nll, axis=1), axis=1)
+    return np.concatenate(candidates, axis=1)[np.arange(best.size), best]
+
+
+def _scan_nll(problem: _Problem, log_scale: np.ndarray, log_amp: np.ndarray) -> np.ndarray:
+    """NLL (b,k) up to an alert-wise constant at ℓ_t = exp(log_scale (b,1)) days and k values of ln A.
+
+    Cholesky of the bordered matrix [[K̃, ỹ], [ỹᵀ, c]] with c = ỹᵀỹ(1 + 1e-8) + 1 > ỹᵀK̃⁻¹ỹ
+    (K̃ ⪰ I): its leading diagonal gives ln|K̃| and its last pivot² = c − ỹᵀK̃⁻¹ỹ. +inf where
+    the factorisation fails.
+    """
+    b, size = problem.y.shape
+    r = np.sqrt(problem.dt_sq * np.exp(-2.0 * log_scale)[:, :, None] + problem.dwl_sq)
+    shape = problem.weight_outer * (1.0 + SQRT3 * r) * np.exp(-SQRT3 * r)  # C̃ (b,P,P)
+    y_sq = np.sum(problem.y**2, axis=1)
+    bordered = np.empty((b, log_amp.shape[1], size + 1, size + 1))
+    bordered[:, :, :size, :size] = np.exp(log_amp)[:, :, None, None] * shape[:, None]
+    bordered[:, :, :size, :size] += np.eye(size)
+    bordered[:, :, :size, size] = bordered[:, :, size, :size] = problem.y[:, None, :]
+    bordered[:, :, size, size] = (y_sq * (1.0 + 1e-8) + 1.0)[:, None]
+    diagonal = _stacked_cholesky_diagonal(bordered.reshape(-1, size + 1, size + 1)).reshape(b, -1, size + 1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        log_det = 2.0 * np.sum(np.log(diagonal[:, :, :size]), axis=2)
+        quadratic = bordered[:, :, size, size] - diagonal[:, :, size] ** 2
+        nll = 0.5 * (quadratic + log_det)
+    return np.where(np.isfinite(nll), nll, np.inf)
+
+
 def _optimise(problem: _Problem, start, low, high):
     """Newton iterations for all alerts of a bucket; returns θ, NLL, K̃⁻¹, α̃, evaluations used."""
     b = problem.y.shape[0]
@@ -415,6 +475,7 @@ def fit_batch(
         start, low, high = _start_and_bounds(bflux, berr, n_used)
         no_start = ~np.all(np.isfinite(start), axis=1)  # s = 0 (e.g. all-zero flux): no ln A start
         start[no_start], low[no_start], high[no_start] = 0.0, -1.0, 1.0  # placeholder, reported NaN
+        start = _scan_start(problem, start, low, high)
         theta, nll, inverse, alpha_whitened, evaluations = _optimise(problem, start, low, high)
         ok = np.isfinite(nll) & ~no_start
         amplitude[rows] = np.where(ok, np.exp(theta[:, 0]), np.nan)

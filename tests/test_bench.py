@@ -1,0 +1,30 @@
+"""fink-t2 bench --quick --no-stream: the JSON is complete and sane (no timing thresholds)."""
+from __future__ import annotations
+
+import json
+import math
+
+from fink_t2.cli import main
+
+REQUIRED = ("classified_per_s_core", "reference_classified_per_s_core", "speedup_vs_reference",
+            "decoded_per_s_core", "gp_classified_per_s_core", "inference_classified_per_s_core",
+            "output_encoding_per_s_core", "classify_all_per_s_core")
+
+
+def test_quick_bench_json_is_complete_and_consistent(tmp_path, capsys):
+    out, png = tmp_path / "bench.json", tmp_path / "bench.png"
+    assert main(["bench", "--quick", "--no-stream", "--n", "400", "--out", str(out), "--plot", str(png)]) == 0
+    figures = json.loads(out.read_text())
+    for key in REQUIRED:
+        assert figures[key] > 0 and math.isfinite(figures[key]), key
+    assert figures["n_alerts"] == 400 and 0 < figures["classified_fraction"] < 1
+    assert math.isclose(figures["speedup_vs_reference"],
+                        figures["classified_per_s_core"] / figures["reference_classified_per_s_core"], rel_tol=1e-9)
+    assert math.isclose(figures["classified_per_s_core"],
+                        figures["classify_all_per_s_core"] * figures["classified_fraction"], rel_tol=0.02)
+    # the whole path cannot be faster than its slowest stage
+    assert figures["classify_all_per_s_core"] <= figures["decoded_per_s_core"] * 1.05
+    env = figures["environment"]
+    assert env["pyspark"] and env["cpu_count"] >= 1 and env["git_commit"]
+    assert png.read_bytes()[:4] == b"\x89PNG"
+    assert "speedup_vs_reference" in capsys.readouterr().out
