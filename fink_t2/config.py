@@ -28,7 +28,7 @@ class KafkaConf:
 class InputConf:
     subscribe_pattern: str = "ztf_.*"
     starting_offsets: str = "earliest"
-    max_offsets_per_trigger: int = 20000
+    max_offsets_per_trigger: int = 10000
     fail_on_data_loss: bool = False
 
 
@@ -58,7 +58,8 @@ class CheckpointConf:
 @dataclass(frozen=True)
 class SparkConf:
     master: str = "local[2]"
-    arrow_max_records_per_batch: int = 2000
+    driver_memory: str = "4g"
+    arrow_max_records_per_batch: int = 500
     shuffle_partitions: int = 2
     trigger_seconds: float = 2.0
 

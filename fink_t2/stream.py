@@ -113,6 +113,7 @@ def build_spark(config: Config, app_name: str = "fink_t2"):
     builder = (
         SparkSession.builder.appName(app_name)
         .config("spark.jars", ",".join(spark_kafka_jars()))
+        .config("spark.driver.memory", config.spark.driver_memory)
         .config("spark.sql.execution.arrow.maxRecordsPerBatch", str(config.spark.arrow_max_records_per_batch))
         .config("spark.sql.shuffle.partitions", str(config.spark.shuffle_partitions))
         .config("spark.python.worker.reuse", "true")
