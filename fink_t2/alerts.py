@@ -173,6 +173,14 @@ def decode_payloads(payloads: Iterable[bytes | None], writer_schema_json: bytes 
     ``writer_schema_json`` selects schemaless decoding; by default each payload is an
     Avro container with its writer schema embedded (the ZTF wire format).
     """
+    # --- fast path (fink_t2.fast_avro): schema-compiled numba decoder for containers; it
+    # sends each payload it does not handle back through decode_one, so results are equal.
+    if writer_schema_json is None:
+        from . import fast_avro  # lazy: fast_avro imports this module
+
+        if fast_avro.enabled():
+            return fast_avro.decode_container_payloads(list(payloads))
+    # --- end of fast path
     records: list[dict | None] = []
     errors: list[str | None] = []
     for payload in payloads:
