@@ -47,7 +47,12 @@ class OutputConf:
     enriched_topic: str = "fink_t2_enriched_ztf"
     scores_topic: str = "fink_t2_scores_ztf"
     deadletter_topic: str = "fink_t2_deadletter_ztf"
+    large_messages: str = "python"  # "python": workers produce enriched/dead letters; "spark": Spark's sink
     filters: tuple[FilterConf, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.large_messages not in ("python", "spark"):
+            raise ConfigError(f"[output] large_messages must be 'python' or 'spark', not {self.large_messages!r}")
 
 
 @dataclass(frozen=True)

@@ -41,11 +41,11 @@ def _deadletter_key(topic: str, partition: int, offset: int) -> bytes:
     return f"{topic}/{partition}/{offset}".encode()
 
 
-def route_batch(frame: pd.DataFrame, config: Config) -> pd.DataFrame:
-    """Classify one Arrow batch of Kafka rows and return the output messages.
+def route_batch(frame: pd.DataFrame, config: Config) -> list[tuple[str, bytes, bytes]]:
+    """Classify one Arrow batch of Kafka rows; the output messages as (topic, key, value).
 
-    ``frame`` has columns key, value, topic, partition, offset. Returns rows
-    (topic, key, value): per alert one enriched message and one score, or one dead letter.
+    ``frame`` has columns key, value, topic, partition, offset. Per alert: one enriched
+    message and one score, or one dead letter.
     """
     from .classify import classify
     from .enrich import deadletter_message, enrich_alert, score_message
@@ -54,7 +54,7 @@ def route_batch(frame: pd.DataFrame, config: Config) -> pd.DataFrame:
     model = load_model(config.model_path(), num_threads=config.model.num_threads)
     _log_model_load()
     results = classify(frame["value"].tolist(), model)
-    out_topic, out_key, out_value = [], [], []
+    messages: list[tuple[str, bytes, bytes]] = []
     out = config.output
     for row, value, src_key, topic, partition, offset in zip(
             results.to_dict("records"), frame["value"], frame["key"], frame["topic"], frame["partition"],
@@ -67,15 +67,63 @@ def route_batch(frame: pd.DataFrame, config: Config) -> pd.DataFrame:
                 status = f"error:enrich: {type(exc).__name__}: {exc}"[:300]
             else:
                 key = str(row["candid"]).encode()
-                out_topic += [out.enriched_topic, out.scores_topic]
-                out_key += [key, key]
-                out_value += [enriched, score_message(row)]
+                messages += [(out.enriched_topic, key, enriched), (out.scores_topic, key, score_message(row))]
                 continue
-        out_topic.append(out.deadletter_topic)
-        out_key.append(_deadletter_key(topic, partition, offset))
-        out_value.append(deadletter_message(status.removeprefix("error:"), value, src_key, topic, int(partition),
-                                            int(offset)))
-    return pd.DataFrame({"topic": out_topic, "key": out_key, "value": out_value})
+        messages.append((out.deadletter_topic, _deadletter_key(topic, partition, offset), deadletter_message(
+            status.removeprefix("error:"), value, src_key, topic, int(partition), int(offset))))
+    return messages
+
+
+def _frame(messages: list[tuple[str, bytes, bytes]]) -> pd.DataFrame:
+    topics, keys, values = zip(*messages) if messages else ((), (), ())
+    return pd.DataFrame({"topic": list(topics), "key": list(keys), "value": list(values)})
+
+
+class DirectProducer:
+    """The Python worker's own Kafka producer for the large messages (enriched, dead letters).
+
+    ``send_all`` returns only after every message is acknowledged, and raises otherwise, so
+    a micro-batch is committed by Spark only once its large messages are durable in Kafka.
+    """
+
+    _instances: dict[str, "DirectProducer"] = {}
+
+    def __init__(self, bootstrap: str) -> None:
+        from confluent_kafka import Producer
+
+        self.failures: list[str] = []
+        self.producer = Producer({
+            "bootstrap.servers": bootstrap, "acks": "all", "enable.idempotence": True,
+            "linger.ms": 5, "batch.size": 1 << 20, "message.max.bytes": MAX_MESSAGE_BYTES,
+            "queue.buffering.max.kbytes": 1 << 20, "compression.type": "none",
+        })
+
+    @classmethod
+    def for_bootstrap(cls, bootstrap: str) -> "DirectProducer":
+        """One producer per worker process and bootstrap."""
+        if bootstrap not in cls._instances:
+            cls._instances[bootstrap] = cls(bootstrap)
+        return cls._instances[bootstrap]
+
+    def _on_delivery(self, error, message) -> None:
+        if error is not None:
+            self.failures.append(f"{message.topic()}: {error}")
+
+    def send_all(self, messages: list[tuple[str, bytes, bytes]], timeout: float = 120.0) -> None:
+        """Produce ``messages`` and wait for all acknowledgements; ``RuntimeError`` on any loss."""
+        self.failures.clear()
+        for topic, key, value in messages:
+            while True:
+                try:
+                    self.producer.produce(topic, value=value, key=key, on_delivery=self._on_delivery)
+                    break
+                except BufferError:  # local queue full: let deliveries drain
+                    self.producer.poll(0.1)
+            self.producer.poll(0)
+        pending = self.producer.flush(timeout)
+        if pending or self.failures:
+            raise RuntimeError(f"{pending} messages undelivered after {timeout} s, {len(self.failures)} failed: "
+                               f"{self.failures[:3]}")
 
 
 def _log_model_load() -> None:
@@ -91,11 +139,23 @@ def _log_model_load() -> None:
 
 
 def make_partition_function(config: Config):
-    """The ``mapInPandas`` function (closes over the config only; the model is per process)."""
+    """The ``mapInPandas`` function (closes over the config only; model and producer are per process).
+
+    With ``[output] large_messages = "python"`` the enriched alerts and dead letters are
+    produced by the worker itself (confluent-kafka) and only the scores go back to Spark;
+    with ``"spark"`` every message goes through Spark's Kafka sink.
+    """
+    heavy = {config.output.enriched_topic, config.output.deadletter_topic}
+    direct = config.output.large_messages == "python"
 
     def classify_partition(frames: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         for frame in frames:
-            yield route_batch(frame, config)
+            messages = route_batch(frame, config)
+            if direct:
+                DirectProducer.for_bootstrap(config.kafka.bootstrap_servers).send_all(
+                    [m for m in messages if m[0] in heavy])
+                messages = [m for m in messages if m[0] not in heavy]
+            yield _frame(messages)
 
     return classify_partition
 

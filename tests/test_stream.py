@@ -21,6 +21,7 @@ import pytest
 from confluent_kafka import Producer
 
 from fink_t2 import kafka_broker as broker
+from fink_t2.contract import CLASS_NAMES
 from fink_t2.replay import replay
 from fink_t2.topics import read_topic, topic_sizes
 
@@ -32,7 +33,8 @@ pytestmark = pytest.mark.integration
 SAMPLE_COUNT = 139  # alerts in data/alerts (see data/alerts/README.md)
 
 
-def write_conf(tmp_path: Path, bootstrap: str, max_offsets: int = 5000, trigger: float = 1.0) -> tuple[Path, dict]:
+def write_conf(tmp_path: Path, bootstrap: str, max_offsets: int = 5000, trigger: float = 1.0,
+               large_messages: str = "python") -> tuple[Path, dict]:
     """A config with unique topic names for one test; returns (path, names)."""
     tag = uuid.uuid4().hex[:8]
     names = {
@@ -52,10 +54,11 @@ fail_on_data_loss = false
 enriched_topic = "{names['enriched']}"
 scores_topic = "{names['scores']}"
 deadletter_topic = "{names['dead']}"
+large_messages = "{large_messages}"
 [[output.filters]]
 name = "any_class"
 topic = "{names['snia']}"
-classes = ["SNIa", "SNIbc", "AGN", "SNII", "M-dwarf", "SNIa-91bg", "SLSN-I", "SNIax", "mu-Lens-Single"]
+classes = {json.dumps(list(CLASS_NAMES))}
 min_probability = 0.0
 [checkpoint]
 dir = "{tmp_path / 'checkpoints'}"
@@ -99,8 +102,9 @@ def input_candids(bootstrap: str, topic: str) -> Counter:
     return Counter(candids_of(m for m in read_topic(bootstrap, topic) if not m.key.startswith(b"p-")))
 
 
-def test_every_alert_lands_once_and_poison_goes_to_deadletter(kafka_broker, tmp_path):
-    conf, names = write_conf(tmp_path, kafka_broker)
+@pytest.mark.parametrize("large_messages", ["python", "spark"])
+def test_every_alert_lands_once_and_poison_goes_to_deadletter(kafka_broker, tmp_path, large_messages):
+    conf, names = write_conf(tmp_path, kafka_broker, large_messages=large_messages)
     broker.create_topic(kafka_broker, names["input"], partitions=2)
     stats = replay([SAMPLE_ALERTS], names["input"], bootstrap=kafka_broker)
     assert stats.delivered == SAMPLE_COUNT and stats.failed == 0
