@@ -199,7 +199,7 @@ def _float(value: Any) -> float:
 
 def _history_points(record: dict) -> list[dict]:
     """Detections (non-null magpsf) of ``prv_candidates`` followed by the candidate."""
-    points = [p for p in (record.get("prv_candidates") or ()) if p.get("magpsf") is not None]
+    points = [p for p in (record.get("prv_candidates") or ()) if p is not None and p.get("magpsf") is not None]
     candidate = record["candidate"]
     if candidate.get("magpsf") is not None:
         points.append(candidate)

@@ -79,6 +79,14 @@ def test_duplicate_jd_points_are_kept_once():
     assert lcs.mask.sum() == 4
 
 
+def test_null_history_items_are_skipped():
+    record = _record(GOOD)
+    record["prv_candidates"].insert(1, None)  # Spark-written schemas allow null array items
+    batch = records_to_batch([record])
+    assert batch.error == [None] and cut_reasons(batch) == [None]
+    assert batch.offsets[1] == len(GOOD)
+
+
 def test_empty_history_is_cut_not_error():
     record = _record([(2459000.0, 1, None, None, None)])
     batch = records_to_batch([record])
