@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import bench, kafka_broker, replay
+from . import bench, cluster, kafka_broker, replay
 from .alerts import records_to_batch
 from .config import DEFAULT_CONF, ConfigError, load_config
 from .kafka_broker import MissingJarsError
@@ -152,6 +152,7 @@ def _add_stream_commands(sub) -> None:
     kafka_broker.add_kafka_parser(sub)
     replay.add_replay_parser(sub)
     bench.add_bench_parser(sub)
+    cluster.add_cluster_parser(sub)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
