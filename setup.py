@@ -14,6 +14,7 @@ STREAMING = [
     "matplotlib>=3.8",
     "tqdm>=4.66",
     "psutil>=5.9",
+    "threadpoolctl>=3.2",  # fink-t2 bench: single-threaded BLAS on one pinned core
 ]
 
 setup(
@@ -25,7 +26,7 @@ setup(
     install_requires=STREAMING,
     extras_require={
         "test": ["pytest>=8", "hypothesis>=6.100"],
-        "bench": ["george==0.4.4", "pyinstrument>=4.6", "threadpoolctl>=3.2"],
+        "bench": ["george==0.4.4", "pyinstrument>=4.6"],  # george: the deployed reference GP
         "train": [
             "tensorflow-cpu==2.21.0",
             "tf-keras==2.21.0",
