@@ -23,6 +23,9 @@ demo: venv jars
 test: venv jars
 	$(PY) -m pytest tests
 
+bench: venv jars
+	$(FINK_T2) bench --out out/bench.json --plot out/bench.png
+
 test-fast: venv
 	$(PY) -m pytest tests -m "not integration"
 
