@@ -133,7 +133,7 @@ def cmd_stream(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
-    run_demo(load_config(args.conf))
+    run_demo(load_config(args.conf), alerts=args.alerts)
     return 0
 
 
@@ -147,6 +147,7 @@ def _add_stream_commands(sub) -> None:
 
     p = sub.add_parser("demo", help="broker + replay of the sample alerts + stream --once + summary")
     p.add_argument("--conf", default=str(DEFAULT_CONF))
+    p.add_argument("--alerts", nargs="+", help="replay these alert files/folders instead of data/alerts")
     p.set_defaults(handler=cmd_demo)
 
     kafka_broker.add_kafka_parser(sub)

@@ -19,6 +19,7 @@ import logging
 import os
 import sys
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -256,18 +257,31 @@ def _exact_pattern(topic: str) -> str:
     return "^" + re.escape(topic) + "$"
 
 
-def run(config: Config, once: bool = False, timeout: float | None = None) -> None:
+@dataclass(frozen=True)
+class RunStats:
+    """What the classify query did: input rows and the time spent in its micro-batches (s)."""
+
+    alerts: int
+    batch_seconds: float
+    micro_batches: int
+
+    @property
+    def alerts_per_second(self) -> float:
+        return self.alerts / self.batch_seconds if self.batch_seconds else 0.0
+
+
+def run(config: Config, once: bool = False, timeout: float | None = None) -> RunStats:
     """Run the job until stopped (or, with ``once``, until the topics are drained)."""
     spark = build_spark(config)
     try:
-        _run_queries(spark, config, once, timeout)
+        return _run_queries(spark, config, once, timeout)
     finally:
         for query in spark.streams.active:
             query.stop()
         spark.stop()
 
 
-def _run_queries(spark, config: Config, once: bool, timeout: float | None) -> None:
+def _run_queries(spark, config: Config, once: bool, timeout: float | None) -> RunStats:
     queries = [start_classify_query(spark, config, once)]
     if once:  # filters read the scores topic: let classify finish first
         queries[0].awaitTermination(timeout)
@@ -281,6 +295,14 @@ def _run_queries(spark, config: Config, once: bool, timeout: float | None) -> No
         spark.streams.awaitAnyTermination(timeout)
         for query in queries:
             _raise_if_failed(query)
+    return classify_stats(queries[0])
+
+
+def classify_stats(query) -> RunStats:
+    """Input rows and micro-batch time of a query, from its recent progress reports."""
+    batches = [p for p in query.recentProgress if p.numInputRows > 0]
+    return RunStats(sum(p.numInputRows for p in batches), sum(p.batchDuration for p in batches) / 1000.0,
+                    len(batches))
 
 
 def _raise_if_failed(query) -> None:
