@@ -25,7 +25,7 @@ import numpy as np
 
 from .alerts import decode_payloads
 from .avro_container import build_single_record_container, parse_container
-from .classify import STATUS_OK, _run_gp, classify
+from .classify import STATUS_OK, run_gp, classify
 from .config import REPO_ROOT, Config, load_config
 from .contract import BANDS, ZTF_WAVELENGTH_A
 from .enrich import enrich_alert, score_message
@@ -127,7 +127,7 @@ def measure_stages(payloads: list[bytes], repeats: int) -> StageFigures:
     selected = np.array([i for i, r in enumerate(reasons) if r is None and batch.error[i] is None], dtype=np.int64)
     lcs = build_light_curves(batch, selected)
     wavelengths = band_wavelengths(BANDS, ZTF_WAVELENGTH_A)
-    _, means, _ = _run_gp(lcs, wavelengths)
+    _, means, _ = run_gp(lcs, wavelengths)
     x = scale_input(means, model.meta["scaling"])
     results = classify(payloads, model)
     rows = results.to_dict("records")
@@ -143,7 +143,7 @@ def measure_stages(payloads: list[bytes], repeats: int) -> StageFigures:
         decode=best_rate(n, lambda: decode_payloads(payloads), repeats),
         cuts=best_rate(n, lambda: build_light_curves(batch, np.array(
             [i for i, r in enumerate(cut_reasons(batch)) if r is None], dtype=np.int64)), repeats),
-        gp=best_rate(k, lambda: _run_gp(lcs, wavelengths), repeats),
+        gp=best_rate(k, lambda: run_gp(lcs, wavelengths), repeats),
         model_input=best_rate(k, lambda: scale_input(means, model.meta["scaling"]), repeats),
         inference=best_rate(k, lambda: model.predict(x), repeats),
         output_encoding=best_rate(n, encode_outputs, repeats),
@@ -214,7 +214,7 @@ def _george_reference(lcs, model) -> np.ndarray:
         pred = np.column_stack([np.tile(grid[row], len(wavelengths)), np.repeat(wavelengths, grid.shape[1])])
         mean = gp.predict(y, pred, return_cov=False, return_var=False)
         means = mean.reshape(len(wavelengths), -1).T[None]
-        probs.append(model._invoke(scale_input(means, model.meta["scaling"]))[0])
+        probs.append(model.invoke(scale_input(means, model.meta["scaling"]))[0])
     return np.array(probs)
 
 

@@ -45,7 +45,8 @@ class Classified:
     gp_std: np.ndarray
 
 
-def _run_gp(lcs: LightCurves, wavelengths: list[float]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def run_gp(lcs: LightCurves, wavelengths: list[float]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Batched GP of padded light curves: grid (N, G) days, mean and std (N, G, bands) flux units."""
     grid = time_grid(lcs.t, lcs.mask)
     means, stds = [], []
     point_wavelength = np.asarray(wavelengths)[lcs.band]
@@ -67,7 +68,7 @@ def run_stages(batch: AlertBatch, model: T2Model) -> Classified:
             status[i] = f"cut:{reason}"
     selected = np.array([i for i, s in enumerate(status) if s == STATUS_OK], dtype=np.int64)
     lcs = build_light_curves(batch, selected)
-    grid, gp_mean, gp_std = _run_gp(lcs, band_wavelengths(BANDS, ZTF_WAVELENGTH_A))
+    grid, gp_mean, gp_std = run_gp(lcs, band_wavelengths(BANDS, ZTF_WAVELENGTH_A))
     finite = np.isfinite(gp_mean).all(axis=(1, 2))
     for i in lcs.index[~finite]:
         status[i] = "error:gp_fit_failed"

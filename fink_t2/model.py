@@ -107,10 +107,11 @@ class T2Model:
             chunk = x[start:start + step]
             if len(chunk) < step and len(x) > step:  # pad: keep one tensor shape, no re-allocation
                 chunk = np.concatenate([chunk, np.zeros((step - len(chunk), *x.shape[1:]), np.float32)])
-            out[start:start + step] = self._invoke(chunk)[: len(out) - start]
+            out[start:start + step] = self.invoke(chunk)[: len(out) - start]
         return _calibrate(out, self.temperature)
 
-    def _invoke(self, chunk: np.ndarray) -> np.ndarray:
+    def invoke(self, chunk: np.ndarray) -> np.ndarray:
+        """One interpreter invocation on (B, 100, 2) float32: raw softmax outputs (B, 14)."""
         interp = self.interpreter
         inp = interp.get_input_details()[0]
         if tuple(inp["shape"]) != chunk.shape:

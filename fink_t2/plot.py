@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 
 from .alerts import records_to_batch
-from .classify import STATUS_OK, _run_gp, run_stages
+from .classify import STATUS_OK, run_gp, run_stages
 from .contract import BANDS, CLASS_NAMES, ZTF_WAVELENGTH_A
 from .lightcurve import build_light_curves
 from .model import load_model
@@ -40,7 +40,7 @@ def plot_alert(path: str, candid: int, out: Path, model_path: str | None = None)
     if len(result.light_curves):
         grid, mean, std = result.grid[0], result.gp_mean[0], result.gp_std[0]
     else:  # cut alerts are drawn too, with the same GP, but not classified
-        grid, mean, std = (a[0] for a in _run_gp(lcs, band_wavelengths(BANDS, ZTF_WAVELENGTH_A))) \
+        grid, mean, std = (a[0] for a in run_gp(lcs, band_wavelengths(BANDS, ZTF_WAVELENGTH_A))) \
             if lcs.mask.sum() >= 2 else (None, None, None)
 
     fig, (ax_lc, ax_p) = plt.subplots(1, 2, figsize=(13, 4.8), gridspec_kw={"width_ratios": [1.6, 1]},

@@ -37,5 +37,5 @@ def reference_probabilities(lcs: LightCurves, model: T2Model) -> np.ndarray:
     x = scale_input(means, model.meta["scaling"], model.meta.get("scaling_stats"))
     probs = np.empty((len(lcs), len(CLASS_NAMES)))
     for row in range(len(lcs)):
-        probs[row] = model._invoke(x[row:row + 1])[0]
+        probs[row] = model.invoke(x[row:row + 1])[0]
     return probs / probs.sum(axis=1, keepdims=True)

@@ -6,7 +6,7 @@ import pytest
 
 from fink_t2.alerts import decode_payloads, records_to_batch
 from fink_t2 import gp
-from fink_t2.classify import OUTPUT_COLUMNS, _run_gp, classify, run_stages
+from fink_t2.classify import OUTPUT_COLUMNS, run_gp, classify, run_stages
 from fink_t2.contract import BANDS, CLASS_NAMES, ZTF_WAVELENGTH_A
 from fink_t2.lightcurve import MIN_POINTS_PER_BAND, build_light_curves, cut_reasons
 from fink_t2.model_input import band_wavelengths, scale_input
@@ -73,7 +73,7 @@ def test_batched_gp_matches_per_alert_reference_on_real_alerts():
     per_band = np.stack([(lcs.mask & (lcs.band == b)).sum(axis=1) for b in range(len(BANDS))])
     lcs = build_light_curves(batch, lcs.index[(per_band >= MIN_POINTS_PER_BAND).all(axis=0)])
     assert len(lcs) >= 150
-    _, ours, _ = _run_gp(lcs, band_wavelengths(BANDS, ZTF_WAVELENGTH_A))
+    _, ours, _ = run_gp(lcs, band_wavelengths(BANDS, ZTF_WAVELENGTH_A))
     fit = gp.fit_batch(lcs.t, np.asarray(band_wavelengths(BANDS, ZTF_WAVELENGTH_A))[lcs.band], lcs.flux,
                        lcs.flux_err, lcs.mask)
     ref_means, ref_loglike = reference_gp_means(lcs)
