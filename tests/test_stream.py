@@ -156,11 +156,13 @@ def test_kill_9_of_the_driver_then_restart_loses_nothing(kafka_broker, tmp_path)
         proc.wait(30)
     partial = topic_sizes(kafka_broker, [names["enriched"]])[names["enriched"]]
     assert partial < SAMPLE_COUNT, "the job finished before the kill: make the test slower"
+    print(f"kill -9 after {partial} of {SAMPLE_COUNT} alerts were enriched")
     run_stream(conf)  # restart from the checkpoint
     enriched = read_topic(kafka_broker, names["enriched"])
     counts = Counter(candids_of(enriched))
     assert set(counts) == set(input_candids(kafka_broker, names["input"]))  # nothing lost
     duplicates = sum(c - 1 for c in counts.values())
+    print(f"after restart: {len(counts)} distinct alerts, {duplicates} duplicates")
     assert duplicates <= 20  # at most one micro-batch (maxOffsetsPerTrigger) written twice
     keys = {}
     for message, candid in zip(enriched, candids_of(enriched)):
@@ -193,9 +195,11 @@ def test_broker_restart_mid_run_loses_nothing(kafka_jars, tmp_path):
 
         try:
             wait_for(all_out, 120, "the job to resume after the broker restart")
+            print("broker restart: the running job resumed by itself")
         except TimeoutError:
             if proc.poll() is None:
                 raise
+            print(f"broker restart: the job exited ({proc.returncode}); restarted from the checkpoint")
             run_stream(conf)  # the job died with the broker: a restart from the checkpoint resumes
         assert set(candids_of(read_topic(bootstrap, names["enriched"]))) == set(expected)
     finally:
