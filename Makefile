@@ -16,11 +16,17 @@ $(VENV)/.installed: setup.py
 	touch $@
 
 include mk/jvm.mk
+include mk/train.mk
+
+# the training stack (TensorFlow) is only needed by the tests and `make train`, not by the stream
+$(VENV)/.train-installed: $(VENV)/.installed mk/train.mk
+	$(MAKE) --no-print-directory train-venv
+	touch $@
 
 demo: venv jars
 	$(FINK_T2) demo
 
-test: venv jars
+test: venv $(VENV)/.train-installed jars
 	$(PY) -m pytest tests
 
 bench: venv jars

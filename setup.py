@@ -27,12 +27,8 @@ setup(
     extras_require={
         "test": ["pytest>=8", "hypothesis>=6.100"],
         "bench": ["george==0.4.4", "pyinstrument>=4.6"],  # george: the deployed reference GP
-        "train": [
-            "tensorflow-cpu==2.21.0",
-            "tf-keras==2.21.0",
-            "tensorflow-model-optimization==0.8.1",
-            "scikit-learn>=1.4",
-        ],
+        # tf-keras and tfmot need --no-deps next to tensorflow-cpu: `make train-venv` installs them
+        "train": ["tensorflow-cpu==2.21.0", "dm-tree", "mock"],
     },
     entry_points={"console_scripts": ["fink-t2=fink_t2.cli:main"]},
 )

@@ -18,6 +18,8 @@ from .kafka_broker import MissingJarsError
 from .classify import OUTPUT_COLUMNS, classify_batch
 from .model import ModelError, load_model
 from .sources import InputError, iter_records
+from .train.cli import add_train_parsers
+from .train.tf_setup import MissingTrainingStack
 
 READ_CHUNK = 2048  # alerts decoded and classified per step
 
@@ -119,6 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(handler=cmd_plot)
 
     _add_stream_commands(sub)
+    add_train_parsers(sub)
     return parser
 
 
@@ -162,7 +165,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         return int(args.handler(args) or 0)
-    except (InputError, ModelError, ConfigError, MissingJarsError, ValueError) as exc:
+    except (InputError, ModelError, ConfigError, MissingJarsError, MissingTrainingStack, ValueError) as exc:
         print(f"fink-t2: error: {exc}", file=sys.stderr)
         return 2
 

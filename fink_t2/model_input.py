@@ -30,14 +30,21 @@ def time_grid(t: np.ndarray, mask: np.ndarray, length: int = GRID_LENGTH) -> np.
     return np.linspace(0.0, 1.0, length)[None, :] * t_max[:, None]
 
 
-def robust_scale(x: np.ndarray, center: np.ndarray | None = None, iqr: np.ndarray | None = None) -> np.ndarray:
-    """(x − median) / IQR along the time axis (axis 1) of (N, G, bands); IQR 0 → 1.
+#: Smallest per-alert IQR, relative to the band's largest |flux|: a nearly flat GP mean
+#: (IQR ~ 0) would otherwise be blown up to ~1e27 (2.5 % of full PLAsTiCC test curves).
+MIN_RELATIVE_IQR = 1e-3
 
-    With ``center`` and ``iqr`` given (per band), apply those instead (global statistics).
+
+def robust_scale(x: np.ndarray, center: np.ndarray | None = None, iqr: np.ndarray | None = None) -> np.ndarray:
+    """(x − median) / IQR along the time axis (axis 1) of (N, G, bands).
+
+    Per-alert IQRs are floored at ``MIN_RELATIVE_IQR`` × max|x| of the band (1 when the band
+    is all zeros). With ``center`` and ``iqr`` given (per band), apply those instead.
     """
     if center is None or iqr is None:
         q25, center, q75 = np.percentile(x, [25.0, 50.0, 75.0], axis=1, keepdims=True)
-        iqr = q75 - q25
+        floor = MIN_RELATIVE_IQR * np.abs(x).max(axis=1, keepdims=True)
+        iqr = np.maximum(q75 - q25, floor)
     iqr = np.where(np.asarray(iqr) > 0, iqr, 1.0)
     return (x - center) / iqr
 

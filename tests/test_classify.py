@@ -40,7 +40,7 @@ def pd_na():
 def test_classify_sample_alerts(sample_payloads):
     results = classify(sample_payloads)
     _check_rows(results, len(sample_payloads))
-    assert results["t2_model"].eq("fink-t2-quantized-28341").all()
+    assert results["t2_model"].eq(load_model().model_id).all()
     assert (results["t2_status"] == "ok").sum() >= 20
     assert results["candid"].notna().all()
 

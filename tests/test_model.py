@@ -10,7 +10,7 @@ from ai_edge_litert.interpreter import Interpreter
 
 from fink_t2 import model as model_module
 from fink_t2.contract import CLASS_NAMES
-from fink_t2.model import DEFAULT_MODEL, ModelError, load_count, load_model, sha256_of
+from fink_t2.model import DEFAULT_MODEL, PUBLISHED_MODEL, ModelError, load_count, load_model, sha256_of
 
 
 @pytest.fixture(scope="module")
@@ -21,8 +21,8 @@ def inputs() -> np.ndarray:
     return x
 
 
-def _direct(x: np.ndarray) -> np.ndarray:
-    interp = Interpreter(model_path=str(DEFAULT_MODEL), num_threads=1)
+def _direct(x: np.ndarray, path=DEFAULT_MODEL) -> np.ndarray:
+    interp = Interpreter(model_path=str(path), num_threads=1)
     interp.allocate_tensors()
     inp, out = interp.get_input_details()[0], interp.get_output_details()[0]
     rows = []
@@ -33,11 +33,15 @@ def _direct(x: np.ndarray) -> np.ndarray:
     return np.array(rows)
 
 
-def test_runner_equals_direct_litert(inputs):
-    probs = load_model().predict(inputs)
-    direct = _direct(inputs)
+@pytest.mark.parametrize("path", [DEFAULT_MODEL, PUBLISHED_MODEL], ids=["default", "published"])
+def test_runner_equals_direct_litert(inputs, path):
+    model = load_model(path)
+    probs = model.predict(inputs)
+    direct = _direct(inputs, path)
     assert probs.shape == (37, len(CLASS_NAMES))
-    np.testing.assert_allclose(probs, direct / direct.sum(axis=1, keepdims=True), atol=2e-6)
+    # temperature scaling from the metadata: p ∝ p_raw^(1/T)
+    expected = direct.astype(np.float64) ** (1.0 / model.temperature)
+    np.testing.assert_allclose(probs, expected / expected.sum(axis=1, keepdims=True), atol=2e-6)
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-9)
 
 

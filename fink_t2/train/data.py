@@ -1,0 +1,519 @@
+"""Training/evaluation data: PLAsTiCC and ZTF BTS light curves → model inputs, cached.
+
+One preprocessing code path: the inference stages of :mod:`fink_t2.classify` (cuts, light
+curves, batched GP, grid) are called here, never re-implemented.
+
+* **Alert mode** (what the stream sees): each labelled light curve is cut into emulated alerts.
+  An alert at a detection epoch ``t_a`` carries the g/r *detections* of the previous
+  ``history_days`` (30 d = ZTF ``prv_candidates``) up to ``t_a``, with ``jdstarthist`` = the
+  object's first detection; ``t_a`` is drawn among the detections within ``max_age_days`` (90 d)
+  of that first detection, so every alert passes Fink's ``jd − jdstarthist ≤ 90 d`` cut. The
+  alerts are assembled as an :class:`~fink_t2.alerts.AlertBatch` (magnitudes; a negative flux
+  becomes ``isdiffpos = f``) and go through :func:`~fink_t2.lightcurve.cut_reasons`,
+  :func:`~fink_t2.lightcurve.build_light_curves` (``mag_to_flux``) and
+  :func:`fink_t2.classify.run_gp` exactly as a live alert does.
+* **Full mode** (the t2 paper's training set-up, for Table 1): every g/r epoch of the
+  object between its first detection − 50 d and last detection + 50 d, forced photometry
+  (signed fluxes) included, as astronet's ``__transient_trim``. Built directly as
+  :class:`~fink_t2.lightcurve.LightCurves` and passed to the same ``run_gp``.
+
+GP wavelengths are those of the survey that took the data: ZTF (``contract.ZTF_WAVELENGTH_A``)
+for BTS, LSST g 4802 Å / r 6231 Å for PLAsTiCC (contract §3.4).
+
+The cache stores the *unscaled* GP means (N, 100, 2), so one cache serves any scaling rule;
+:func:`fink_t2.model_input.scale_input` is applied by the caller with the model's metadata.
+"""
+from __future__ import annotations
+
+import hashlib
+import inspect
+import json
+import logging
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .. import classify, gp, lightcurve, model_input
+from ..alerts import AlertBatch
+from ..contract import BANDS, GRID_LENGTH, ZERO_POINT, ZTF_WAVELENGTH_A
+from ..lightcurve import BAND_FIDS, LightCurves, build_light_curves, cut_reasons, mag_to_flux
+from ..model_input import band_wavelengths
+from .labels import PLASTICC_ID_TO_INDEX, bts_class_index
+
+log = logging.getLogger(__name__)
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+#: Git-ignored cache of preprocessed inputs (``/run/`` is in .gitignore).
+CACHE_DIR = REPO_ROOT / "run" / "train_cache"
+SHARED_LABELED = REPO_ROOT.parent / "shared" / "data" / "labeled"
+PLASTICC_TRAIN_DIR = SHARED_LABELED / "plasticc_snmachine" / "train"
+PLASTICC_TEST_DIR = SHARED_LABELED / "plasticc_snmachine" / "test_sniabcii"
+BTS_DIR = SHARED_LABELED / "ztf_bts_antares"
+
+#: LSST effective wavelengths (Å) of the bands used (contract §3.4).
+PLASTICC_WAVELENGTH_A: dict[str, float] = {"g": 4802.0, "r": 6231.0}
+#: PLAsTiCC passband id → model band index (1 = LSST g → 0, 2 = LSST r → 1).
+PLASTICC_PASSBAND_TO_BAND: dict[int, int] = {1: 0, 2: 1}
+#: ZTF BTS (ANTARES) passband → model band index (``R`` is ZTF r).
+BTS_PASSBAND_TO_BAND: dict[str, int] = {"g": 0, "R": 1, "r": 1}
+MJD_TO_JD = 2400000.5
+#: BTS ``peakt`` is JD − 2458000.
+BTS_PEAKT_OFFSET_JD = 2458000.0
+#: BTS detections kept relative to the BTS peak (days): drops host/AGN activity years away.
+BTS_PHASE_WINDOW = (-100.0, 300.0)
+HISTORY_DAYS = 30.0  # ZTF prv_candidates carry 30 days of history
+MAX_AGE_DAYS = lightcurve.MAX_AGE_DAYS  # Fink's jd − jdstarthist cut, days
+FULL_MARGIN_DAYS = 50.0  # astronet trim: first detection − 50 d … last detection + 50 d
+VAL_FRACTION = 0.25
+SPLIT_SEED = 42
+GP_STEP = 256  # alerts per GP call (progress granularity)
+#: Bump when the data preparation here changes meaning (invalidates the cache).
+PREPARE_VERSION = 2
+
+
+@dataclass
+class Photometry:
+    """Ragged g/r photometry of labelled objects, time-sorted per object.
+
+    Object ``i`` owns rows ``offsets[i]:offsets[i+1]``. Flux in SNANA units (zero point 27.5),
+    ``band`` indexes ``contract.BANDS``; ``detected`` marks difference-image detections (all
+    True for alert photometry).
+    """
+
+    survey: str  # "plasticc" (LSST wavelengths) or "ztf"
+    object_id: np.ndarray  # (n,) str
+    label: np.ndarray  # (n,) int64 class index, −1 = not in the t2 classes
+    offsets: np.ndarray  # (n+1,) int64
+    mjd: np.ndarray
+    band: np.ndarray  # int8
+    flux: np.ndarray
+    flux_err: np.ndarray
+    detected: np.ndarray  # bool
+    #: (n, 2) MJD of the first and last detection in *any* band (PLAsTiCC: u…y), None = g/r only
+    detection_window: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return len(self.object_id)
+
+    @property
+    def wavelengths(self) -> list[float]:
+        table = PLASTICC_WAVELENGTH_A if self.survey == "plasticc" else ZTF_WAVELENGTH_A
+        return band_wavelengths(BANDS, table)
+
+    def rows(self, i: int) -> slice:
+        return slice(int(self.offsets[i]), int(self.offsets[i + 1]))
+
+    def subset(self, keep: np.ndarray) -> "Photometry":
+        """The objects selected by a boolean mask or index array (order kept)."""
+        index = np.flatnonzero(keep) if np.asarray(keep).dtype == bool else np.asarray(keep, dtype=np.int64)
+        counts = np.diff(self.offsets)[index]
+        points = np.concatenate([np.arange(self.offsets[i], self.offsets[i + 1]) for i in index]) if len(index) else np.array([], int)
+        return Photometry(
+            self.survey, self.object_id[index], self.label[index], np.concatenate(([0], np.cumsum(counts))),
+            self.mjd[points], self.band[points], self.flux[points], self.flux_err[points], self.detected[points],
+            None if self.detection_window is None else self.detection_window[index],
+        )
+
+
+def _from_frame(survey: str, frame: pd.DataFrame, labels: dict) -> Photometry:
+    """Photometry from a long table (object_id, mjd, band, flux, flux_err, detected)."""
+    frame = frame.sort_values(["object_id", "mjd", "band"], kind="stable")
+    frame = frame.drop_duplicates(["object_id", "mjd", "band"])
+    ids, starts = np.unique(frame["object_id"].to_numpy(), return_index=True)
+    offsets = np.append(starts, len(frame)).astype(np.int64)
+    return Photometry(
+        survey=survey,
+        object_id=ids.astype(str).astype(object),
+        label=np.array([labels.get(i, -1) for i in ids], dtype=np.int64),
+        offsets=offsets,
+        mjd=frame["mjd"].to_numpy(np.float64),
+        band=frame["band"].to_numpy(np.int8),
+        flux=frame["flux"].to_numpy(np.float64),
+        flux_err=frame["flux_err"].to_numpy(np.float64),
+        detected=frame["detected"].to_numpy(bool),
+    )
+
+
+# ----------------------------------------------------------------------------------------------
+# Readers
+# ----------------------------------------------------------------------------------------------
+
+
+def read_plasticc(directory: str | Path, max_objects: int | None = None, seed: int = 0, split: str = "all"
+                  ) -> Photometry:
+    """PLAsTiCC light curves (``*lightcurves*.csv[.gz]``) and truth (``*metadata*.csv``), g/r only.
+
+    Labels from ``true_target`` (the test file's ``target`` is blinded) else ``target``; class
+    99 and unknown ids get −1. ``split`` keeps the ``train`` or ``val`` objects of
+    :func:`split_of` (as for BTS); ``max_objects`` keeps a seeded random subset (tests).
+    """
+    directory = Path(directory)
+    meta_files = sorted(directory.glob("*metadata*.csv"))
+    lc_files = sorted(p for p in directory.glob("*lightcurves*.csv*"))
+    if not meta_files or not lc_files:
+        raise FileNotFoundError(f"{directory}: expected *metadata*.csv and *lightcurves*.csv[.gz] files")
+    meta = pd.read_csv(meta_files[0], skipinitialspace=True)
+    target = meta["true_target"] if "true_target" in meta else meta["target"]
+    labels = {int(o): PLASTICC_ID_TO_INDEX.get(int(t), -1) for o, t in zip(meta["object_id"], target)}
+    ids = meta["object_id"].to_numpy()
+    if split != "all":
+        ids = ids[split_of(ids) == split]
+    wanted = None if split == "all" else set(ids.tolist())
+    if max_objects is not None and max_objects < len(ids):
+        wanted = set(np.random.default_rng(seed).choice(ids, max_objects, replace=False).tolist())
+    parts, windows = [], []
+    for path in lc_files:
+        part = pd.read_csv(path, dtype={"object_id": np.int64, "passband": np.int8})
+        if wanted is not None:
+            part = part[part["object_id"].isin(wanted)]
+        windows.append(part.loc[part["detected_bool"] == 1].groupby("object_id")["mjd"].agg(["min", "max"]))
+        parts.append(part[part["passband"].isin(list(PLASTICC_PASSBAND_TO_BAND))])
+    frame = pd.concat(parts, ignore_index=True)
+    window = pd.concat(windows)
+    frame = pd.DataFrame({
+        "object_id": frame["object_id"], "mjd": frame["mjd"],
+        "band": frame["passband"].map(PLASTICC_PASSBAND_TO_BAND).astype(np.int8),
+        "flux": frame["flux"], "flux_err": frame["flux_err"], "detected": frame["detected_bool"].astype(bool),
+    })
+    phot = _from_frame("plasticc", frame, labels)
+    phot.detection_window = window.reindex(phot.object_id.astype(np.int64)).to_numpy(np.float64)
+    return phot
+
+
+def read_bts(directory: str | Path, split: str = "all", seed: int = SPLIT_SEED,
+             val_fraction: float = VAL_FRACTION, labelled_only: bool = True) -> Photometry:
+    """ZTF BTS alert photometry in the ``ztf_bts_antares`` layout (``labels.csv`` + ``light_curves/``).
+
+    Detections only; magnitudes → SNANA flux with :func:`fink_t2.lightcurve.mag_to_flux`;
+    duplicates (object, MJD, band) dropped; only detections within ``BTS_PHASE_WINDOW`` of the
+    BTS peak are kept. ``split``: ``all``, ``train`` or ``val`` (see :func:`split_of`).
+    """
+    directory = Path(directory)
+    labels = pd.read_csv(directory / "labels.csv")
+    labels = labels.assign(label=[bts_class_index(t) for t in labels["type"]])
+    if labelled_only:
+        labels = labels[labels["label"] >= 0]
+    if split != "all":
+        labels = labels[split_of(labels["ZTFID"].to_numpy(), seed, val_fraction) == split]
+    frames = []
+    peaks = labels["peakt"] if "peakt" in labels else np.full(len(labels), np.nan)  # no peak: no phase cut
+    for ztfid, peakt in zip(labels["ZTFID"], peaks):
+        path = directory / "light_curves" / f"{ztfid}.csv"
+        if not path.is_file():
+            continue
+        lc = pd.read_csv(path)
+        band = lc["ant_passband"].map(BTS_PASSBAND_TO_BAND)
+        ok = band.notna() & np.isfinite(lc["ant_mag"]) & np.isfinite(lc["ant_magerr"]) & (lc["ant_magerr"] > 0)
+        if np.isfinite(peakt):
+            phase = lc["ant_mjd"] + MJD_TO_JD - (peakt + BTS_PEAKT_OFFSET_JD)
+            ok &= (phase >= BTS_PHASE_WINDOW[0]) & (phase <= BTS_PHASE_WINDOW[1])
+        lc, band = lc[ok], band[ok]
+        flux, flux_err = mag_to_flux(lc["ant_mag"].to_numpy(np.float64), lc["ant_magerr"].to_numpy(np.float64))
+        frames.append(pd.DataFrame({"object_id": ztfid, "mjd": lc["ant_mjd"].to_numpy(np.float64),
+                                    "band": band.to_numpy(np.int8), "flux": flux, "flux_err": flux_err,
+                                    "detected": True}))
+    columns = ["object_id", "mjd", "band", "flux", "flux_err", "detected"]
+    frame = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns)
+    return _from_frame("ztf", frame, dict(zip(labels["ZTFID"], labels["label"])))
+
+
+def split_of(object_ids, seed: int = SPLIT_SEED, val_fraction: float = VAL_FRACTION) -> np.ndarray:
+    """'train' or 'val' per object, from a seeded hash of its id (stable under subsetting)."""
+    def unit(oid) -> float:
+        return int(hashlib.sha256(f"{seed}:{oid}".encode()).hexdigest()[:12], 16) / 16**12
+    return np.array(["val" if unit(o) < val_fraction else "train" for o in object_ids], dtype=object)
+
+
+# ----------------------------------------------------------------------------------------------
+# Alert-time emulation
+# ----------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Alerts:
+    """Emulated alerts: object row in the Photometry and alert time (MJD)."""
+
+    row: np.ndarray  # (A,) int64
+    mjd: np.ndarray  # (A,) float64
+
+
+def _eligible_epochs(mjd, band, history_days, max_age_days) -> np.ndarray:
+    """Indices of detections that can be an alert epoch passing the t2 cuts."""
+    if mjd.size == 0:
+        return np.array([], dtype=int)
+    first = mjd[0]
+    ok = []
+    for j in np.flatnonzero(mjd - first <= max_age_days):
+        window = (mjd >= mjd[j] - history_days) & (mjd <= mjd[j])
+        counts = np.bincount(band[window], minlength=len(BANDS))
+        if np.all(counts >= lightcurve.MIN_POINTS_PER_BAND):
+            ok.append(j)
+    return np.asarray(ok, dtype=int)
+
+
+def sample_alerts(phot: Photometry, per_object: int, seed: int, history_days: float = HISTORY_DAYS,
+                  max_age_days: float = MAX_AGE_DAYS) -> Alerts:
+    """Up to ``per_object`` distinct alert epochs per object, drawn uniformly among eligible ones.
+
+    Eligible: a detection within ``max_age_days`` of the object's first detection whose
+    ``history_days`` window holds ≥ 2 g and ≥ 2 r detections (the t2 cuts). Objects with none
+    are skipped.
+    """
+    rng = np.random.default_rng(seed)
+    rows, times = [], []
+    for i in range(len(phot)):
+        part = phot.rows(i)
+        det = phot.detected[part]
+        mjd, band = phot.mjd[part][det], phot.band[part][det]
+        epochs = np.unique(mjd[_eligible_epochs(mjd, band, history_days, max_age_days)])
+        if epochs.size == 0:
+            continue
+        chosen = np.sort(rng.choice(epochs, size=min(per_object, epochs.size), replace=False))
+        rows.extend([i] * chosen.size)
+        times.extend(chosen.tolist())
+    return Alerts(np.asarray(rows, dtype=np.int64), np.asarray(times, dtype=np.float64))
+
+
+def alert_batch(phot: Photometry, alerts: Alerts, history_days: float = HISTORY_DAYS) -> AlertBatch:
+    """The emulated alerts as an :class:`AlertBatch` (what the decoder would have produced).
+
+    History = detections in [t_a − history_days, t_a]; the candidate is the last point;
+    ``jdstarthist`` = the object's first detection; rb 1, nbad 0, no solar-system match.
+    Flux → magnitude with |F| (``isdiffpos = f`` when F < 0), the inverse of ``mag_to_flux``.
+    """
+    band_fid = np.asarray(BAND_FIDS, dtype=np.int64)
+    offsets = [0]
+    cols: dict[str, list] = {"jd": [], "fid": [], "mag": [], "magerr": [], "neg": []}
+    jdstart, cand_fid = [], []
+    for row, t_alert in zip(alerts.row, alerts.mjd):
+        part = phot.rows(int(row))
+        det = phot.detected[part]
+        mjd, band = phot.mjd[part][det], phot.band[part][det]
+        flux, flux_err = phot.flux[part][det], phot.flux_err[part][det]
+        take = (mjd >= t_alert - history_days) & (mjd <= t_alert)
+        absflux = np.abs(flux[take])
+        cols["jd"].append(mjd[take] + MJD_TO_JD)
+        cols["fid"].append(band_fid[band[take]])
+        cols["mag"].append(ZERO_POINT - 2.5 * np.log10(absflux))
+        cols["magerr"].append(flux_err[take] / (0.4 * np.log(10.0) * absflux))
+        cols["neg"].append(flux[take] < 0)
+        offsets.append(offsets[-1] + int(take.sum()))
+        jdstart.append(mjd[0] + MJD_TO_JD)
+        cand_fid.append(int(band_fid[band[take][-1]]) if take.any() else -1)
+    n = len(alerts.row)
+    cat = {k: (np.concatenate(v) if v else np.array([])) for k, v in cols.items()}
+    return AlertBatch(
+        object_id=[str(phot.object_id[r]) for r in alerts.row],
+        candid=np.arange(n, dtype=np.int64), error=[None] * n,
+        jdstarthist=np.asarray(jdstart, dtype=np.float64), rb=np.ones(n), nbad=np.zeros(n),
+        ssdistnr=np.full(n, -999.0), candidate_fid=np.asarray(cand_fid, dtype=np.int64),
+        roid=None, cdsxmatch=None, offsets=np.asarray(offsets, dtype=np.int64),
+        hist_jd=cat["jd"].astype(np.float64), hist_fid=cat["fid"].astype(np.int64),
+        hist_mag=cat["mag"].astype(np.float64), hist_magerr=cat["magerr"].astype(np.float64),
+        hist_negative=cat["neg"].astype(bool),
+    )
+
+
+def batch_gp_means(batch: AlertBatch, wavelengths: list[float], progress: bool = False
+                   ) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """Status per alert, and (index, GP means) of the classifiable ones: the stages of
+    :func:`fink_t2.classify.run_stages` before the model (cuts → light curves → batched GP)."""
+    status = [f"error:{e}" if e is not None else classify.STATUS_OK for e in batch.error]
+    for i, reason in enumerate(cut_reasons(batch)):
+        if reason is not None:
+            status[i] = f"cut:{reason}"
+    selected = np.array([i for i, s in enumerate(status) if s == classify.STATUS_OK], dtype=np.int64)
+    lcs = build_light_curves(batch, selected)
+    gp_mean = run_gp(lcs, wavelengths, progress)
+    finite = np.isfinite(gp_mean).all(axis=(1, 2))
+    for i in lcs.index[~finite]:
+        status[i] = "error:gp_fit_failed"
+    return status, lcs.index[finite], gp_mean[finite]
+
+
+def run_gp(lcs: LightCurves, wavelengths: list[float], progress: bool = False, desc: str = "GP") -> np.ndarray:
+    """GP means (N, 100, bands) of ``lcs`` via :func:`fink_t2.classify.run_gp`, in steps."""
+    from tqdm import tqdm
+
+    out = np.empty((len(lcs), GRID_LENGTH, len(wavelengths)))
+    with tqdm(total=len(lcs), desc=desc, unit="lc", disable=not progress, leave=False) as bar:
+        for start in range(0, len(lcs), GP_STEP):
+            part = slice(start, start + GP_STEP)
+            chunk = LightCurves(lcs.index[part], lcs.t[part], lcs.band[part], lcs.flux[part],
+                                lcs.flux_err[part], lcs.mask[part])
+            out[part] = classify.run_gp(chunk, wavelengths)[1]
+            bar.update(len(chunk))
+    return out
+
+
+def full_light_curves(phot: Photometry, margin_days: float = FULL_MARGIN_DAYS) -> LightCurves:
+    """Full-mode light curves (astronet trim, forced photometry kept), time since first point.
+
+    The window is [first − margin, last + margin] over the detections in any band
+    (``detection_window``; g/r detections when it is None). Objects without a detection get no
+    points (``mask`` all False) and are dropped by the caller.
+    """
+    n = len(phot)
+    kept: list[np.ndarray] = []
+    for i in range(n):
+        part = phot.rows(i)
+        mjd, det = phot.mjd[part], phot.detected[part]
+        if phot.detection_window is not None and np.all(np.isfinite(phot.detection_window[i])):
+            first, last = phot.detection_window[i]
+        elif det.any():
+            first, last = mjd[det].min(), mjd[det].max()
+        else:
+            kept.append(np.array([], dtype=int))
+            continue
+        lo, hi = first - margin_days, last + margin_days
+        kept.append(np.flatnonzero((mjd >= lo) & (mjd <= hi)) + part.start)
+    width = max(max((k.size for k in kept), default=1), 1)
+    out = LightCurves(index=np.arange(n), t=np.zeros((n, width)), band=np.zeros((n, width), np.int8),
+                      flux=np.zeros((n, width)), flux_err=np.ones((n, width)), mask=np.zeros((n, width), bool))
+    for i, idx in enumerate(kept):
+        m = idx.size
+        if m == 0:
+            continue
+        out.t[i, :m] = phot.mjd[idx] - phot.mjd[idx[0]]
+        out.band[i, :m] = phot.band[idx]
+        out.flux[i, :m] = phot.flux[idx]
+        out.flux_err[i, :m] = phot.flux_err[idx]
+        out.mask[i, :m] = True
+    return out
+
+
+# ----------------------------------------------------------------------------------------------
+# Prepared (cached) datasets
+# ----------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Prepared:
+    """Model inputs before scaling, one row per light curve / emulated alert."""
+
+    gp_mean: np.ndarray  # (N, 100, 2) float32, flux units
+    label: np.ndarray  # (N,) int64
+    object_id: np.ndarray  # (N,) str
+    weight: np.ndarray  # (N,) 1 / (rows of the same object): each object counts once
+    n_points: np.ndarray  # (N,) photometric points fed to the GP
+    span: np.ndarray  # (N,) days covered by the light curve
+
+    def __len__(self) -> int:
+        return len(self.label)
+
+    def subset(self, keep) -> "Prepared":
+        return Prepared(**{f.name: getattr(self, f.name)[keep] for f in fields(self)})
+
+    @property
+    def n_objects(self) -> int:
+        return int(len(np.unique(self.object_id)))
+
+    def inputs(self, scaling: str, stats: dict | None = None) -> np.ndarray:
+        """(N, 100, 2) float32 model input with :func:`fink_t2.model_input.scale_input`."""
+        return model_input.scale_input(self.gp_mean, scaling, stats)
+
+    @staticmethod
+    def concat(parts: list["Prepared"]) -> "Prepared":
+        return Prepared(**{f.name: np.concatenate([getattr(p, f.name) for p in parts]) for f in fields(Prepared)})
+
+
+def _object_weights(object_id: np.ndarray) -> np.ndarray:
+    _, inverse, counts = np.unique(object_id, return_inverse=True, return_counts=True)
+    return 1.0 / counts[inverse]
+
+
+def prepare_alerts(phot: Photometry, per_object: int, seed: int, history_days: float = HISTORY_DAYS,
+                   max_age_days: float = MAX_AGE_DAYS, progress: bool = False) -> Prepared:
+    """Emulated alerts of labelled objects → GP means through the inference stages."""
+    phot = phot.subset(phot.label >= 0)
+    alerts = sample_alerts(phot, per_object, seed, history_days, max_age_days)
+    batch = alert_batch(phot, alerts, history_days)
+    status, index, gp_mean = batch_gp_means(batch, phot.wavelengths, progress)
+    bad = [s for s in status if s != classify.STATUS_OK]
+    if bad:
+        log.info("%d of %d emulated alerts not classifiable: %s", len(bad), len(status),
+                 pd.Series(bad).value_counts().to_dict())
+    rows = alerts.row[index]
+    n_points = np.diff(batch.offsets)[index]
+    first_jd = np.array([batch.hist_jd[batch.offsets[i]:batch.offsets[i + 1]].min() for i in index]) if len(index) else np.array([])
+    span = alerts.mjd[index] + MJD_TO_JD - first_jd
+    object_id = phot.object_id[rows].astype(str)
+    return Prepared(gp_mean.astype(np.float32), phot.label[rows], object_id, _object_weights(object_id),
+                    n_points.astype(np.int64), span.astype(np.float64))
+
+
+def prepare_full(phot: Photometry, margin_days: float = FULL_MARGIN_DAYS, progress: bool = False) -> Prepared:
+    """Full-mode light curves of labelled objects → GP means (same ``run_gp``)."""
+    phot = phot.subset(phot.label >= 0)
+    lcs = full_light_curves(phot, margin_days)
+    usable = lcs.mask.any(axis=1)
+    lcs = LightCurves(lcs.index[usable], lcs.t[usable], lcs.band[usable], lcs.flux[usable],
+                      lcs.flux_err[usable], lcs.mask[usable])
+    gp_mean = run_gp(lcs, phot.wavelengths, progress, desc="GP (full)")
+    finite = np.isfinite(gp_mean).all(axis=(1, 2))
+    rows = lcs.index[finite]
+    object_id = phot.object_id[rows].astype(str)
+    span = np.where(lcs.mask, lcs.t, 0.0).max(axis=1)[finite]
+    return Prepared(gp_mean[finite].astype(np.float32), phot.label[rows], object_id, _object_weights(object_id),
+                    lcs.mask.sum(axis=1)[finite].astype(np.int64), span)
+
+
+def _code_fingerprint() -> str:
+    """Hash of the shared preprocessing code, so a change there invalidates the cache."""
+    digest = hashlib.sha256()
+    for module in (gp, lightcurve, model_input, classify):
+        digest.update(inspect.getsource(module).encode())
+    digest.update(inspect.getsource(_eligible_epochs).encode())
+    digest.update(inspect.getsource(alert_batch).encode())
+    digest.update(inspect.getsource(full_light_curves).encode())
+    return digest.hexdigest()[:16]
+
+
+def _dir_fingerprint(directory: Path) -> str:
+    digest = hashlib.sha256()
+    for path in sorted(p for p in Path(directory).rglob("*") if p.is_file()):
+        stat = path.stat()
+        digest.update(f"{path.relative_to(directory)}:{stat.st_size}:{int(stat.st_mtime)}".encode())
+    return digest.hexdigest()[:16]
+
+
+def prepare(source: str, directory: str | Path, mode: str = "alert", split: str = "all", seed: int = 0,
+            per_object: int = 1, history_days: float = HISTORY_DAYS, max_objects: int | None = None,
+            cache: bool = True, progress: bool = False) -> Prepared:
+    """Cached :class:`Prepared` data of one source (``plasticc`` | ``bts``) and mode (``alert`` | ``full``).
+
+    ``seed`` drives the alert-epoch draw; the BTS train/val split uses ``SPLIT_SEED`` (fixed).
+    The cache file name hashes every parameter, the data folder (names, sizes, mtimes) and
+    the source of the shared preprocessing code.
+    """
+    if source not in ("plasticc", "bts") or mode not in ("alert", "full"):
+        raise ValueError(f"unknown source/mode {source!r}/{mode!r}")
+    directory = Path(directory)
+    params = dict(source=source, directory=str(directory.resolve()), mode=mode, split=split, seed=seed,
+                  per_object=per_object, history_days=history_days, max_objects=max_objects,
+                  version=PREPARE_VERSION, data=_dir_fingerprint(directory), code=_code_fingerprint(),
+                  split_seed=SPLIT_SEED, val_fraction=VAL_FRACTION, phase=BTS_PHASE_WINDOW)
+    key = hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()[:16]
+    path = CACHE_DIR / f"{source}-{mode}-{split}-{key}.npz"
+    if cache and path.is_file():
+        with np.load(path, allow_pickle=False) as z:
+            return Prepared(**{f.name: z[f.name] for f in fields(Prepared)})
+    if source == "plasticc":
+        phot = read_plasticc(directory, max_objects=max_objects, seed=seed, split=split)
+    else:
+        phot = read_bts(directory, split=split)
+        if max_objects is not None and max_objects < len(phot):
+            phot = phot.subset(np.sort(np.random.default_rng(seed).choice(len(phot), max_objects, replace=False)))
+    if mode == "alert":
+        out = prepare_alerts(phot, per_object, seed, history_days, progress=progress)
+    else:
+        out = prepare_full(phot, progress=progress)
+    if cache:
+        CACHE_DIR.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp.npz")
+        np.savez_compressed(tmp, **{f.name: getattr(out, f.name) for f in fields(Prepared)})
+        tmp.replace(path)
+        path.with_suffix(".json").write_text(json.dumps(params, indent=1))
+    return out

@@ -1,0 +1,132 @@
+"""Training loop for the t2 network (contract §6 set-up, scaled to this machine).
+
+Adam(lr 0.01733…, clipnorm 1, β 0.9/0.999, ε 1e-7), the class-weighted log-loss with per-batch
+class counts, EarlyStopping(val_loss, min_delta 0.001, restore best), ReduceLROnPlateau(loss,
+×0.1, patience 5, cooldown 5), seeded and deterministic (``TF_DETERMINISTIC_OPS=1``). The epoch
+count, batch size and early-stopping patience are parameters (the paper used ~2.6 M samples and
+patience 50; the data here are ~100× smaller).
+"""
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from ..contract import CLASS_NAMES
+from . import tf_setup
+
+log = logging.getLogger(__name__)
+
+LEARNING_RATE = 0.01733092265976495
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 40
+    batch_size: int = 512
+    learning_rate: float = LEARNING_RATE
+    clipnorm: float = 1.0
+    patience: int = 10  # EarlyStopping on val_loss
+    min_delta: float = 0.001
+    lr_factor: float = 0.1  # ReduceLROnPlateau on the training loss
+    lr_patience: int = 5
+    lr_cooldown: int = 5
+    seed: int = 42
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def one_hot(y: np.ndarray, n_classes: int = len(CLASS_NAMES)) -> np.ndarray:
+    return np.eye(n_classes, dtype=np.float32)[np.asarray(y)]
+
+
+def seed_everything(seed: int) -> None:
+    keras = tf_setup.keras()
+    keras.utils.set_random_seed(seed)
+    try:
+        tf_setup.tf().config.experimental.enable_op_determinism()
+    except (AttributeError, RuntimeError):  # pragma: no cover - older TF
+        pass
+
+
+def compile_model(model, learning_rate: float = LEARNING_RATE, clipnorm: float = 1.0):
+    keras = tf_setup.keras()
+    from .network import WeightedLogLoss
+
+    model.compile(
+        optimizer=keras.optimizers.Adam(learning_rate=learning_rate, beta_1=0.9, beta_2=0.999,
+                                        epsilon=1e-7, clipnorm=clipnorm),
+        loss=WeightedLogLoss(), metrics=["accuracy"],
+    )
+    return model
+
+
+def _progress_callback(total_epochs: int, enabled: bool):
+    """A tqdm bar over epochs with loss / val_loss / lr in the postfix."""
+    keras = tf_setup.keras()
+    from tqdm import tqdm
+
+    class EpochBar(keras.callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            self.bar = tqdm(total=total_epochs, desc="train", unit="epoch", disable=not enabled,
+                            file=sys.stderr, dynamic_ncols=True)
+            self.start = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            logs = logs or {}
+            lr = float(keras.backend.get_value(self.model.optimizer.learning_rate))
+            self.bar.set_postfix(loss=f"{logs.get('loss', np.nan):.4f}", val_loss=f"{logs.get('val_loss', np.nan):.4f}",
+                                 lr=f"{lr:.1e}")
+            self.bar.update(1)
+
+        def on_train_end(self, logs=None):
+            self.bar.close()
+
+    return EpochBar()
+
+
+def fit(model, x_train, y_train, x_val, y_val, config: TrainConfig, progress: bool = True,
+        extra_callbacks: list | None = None, restore_best: bool = True) -> dict[str, list[float]]:
+    """Train ``model`` in place; returns the Keras history dict plus per-epoch ``lr`` and ``seconds``."""
+    keras = tf_setup.keras()
+    lrs: list[float] = []
+    times: list[float] = []
+
+    class Recorder(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            self.t0 = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            lrs.append(float(keras.backend.get_value(self.model.optimizer.learning_rate)))
+            times.append(time.perf_counter() - self.t0)
+            logs = logs or {}
+            log.info("epoch %d: loss %.4f val_loss %.4f lr %.2e (%.1f s)", epoch + 1, logs.get("loss", np.nan),
+                     logs.get("val_loss", np.nan), lrs[-1], times[-1])
+
+    callbacks = [
+        Recorder(),
+        keras.callbacks.TerminateOnNaN(),
+        keras.callbacks.ReduceLROnPlateau(monitor="loss", factor=config.lr_factor, patience=config.lr_patience,
+                                          cooldown=config.lr_cooldown, verbose=0),
+        _progress_callback(config.epochs, progress),
+        *(extra_callbacks or []),
+    ]
+    if restore_best:
+        callbacks.insert(1, keras.callbacks.EarlyStopping(monitor="val_loss", min_delta=config.min_delta,
+                                                          patience=config.patience, restore_best_weights=True))
+    history = model.fit(
+        x_train, one_hot(y_train), validation_data=(x_val, one_hot(y_val)), epochs=config.epochs,
+        batch_size=config.batch_size, shuffle=True, verbose=0, callbacks=callbacks,
+    )
+    out = {k: [float(v) for v in vals] for k, vals in history.history.items()}
+    out["lr"] = lrs
+    out["seconds"] = times
+    return out
+
+
+def predict_keras(model, x: np.ndarray, batch_size: int = 1024) -> np.ndarray:
+    return np.asarray(model.predict(x, batch_size=batch_size, verbose=0), dtype=np.float64)

@@ -1,0 +1,62 @@
+# Training, compression, Table 1 and ZTF validation of our own t2 model (issue #4).
+# Included from the Makefile (`include mk/train.mk`). Needs the training stack:
+#   make train-venv   (tensorflow-cpu + tf-keras + tfmot into .venv, see ../shared/notes/environment.md §1)
+# then `make train` (about 25 min on one core; pinned to core $(TRAIN_CPU) with taskset).
+# Outputs: run/train/ (all models, logs, reports), docs/table1.md + docs/*.png,
+# data/models/$(SHIP_ID).{tflite,json} (the shipped clustered + quantized model).
+
+TRAIN_OUT ?= $(CURDIR)/run/train
+TRAIN_CPU ?= 1
+TRAIN_SEED ?= 42
+PLASTICC_EPOCHS ?= 60
+ZTF_EPOCHS ?= 30
+SHIP_ID ?= fink-t2-ztf-cq
+SHARED_LABELED ?= $(CURDIR)/../shared/data/labeled
+BTS_DIR ?= $(SHARED_LABELED)/ztf_bts_antares
+PUBLISHED_MODEL ?= $(CURDIR)/data/models/fink-t2-quantized-28341.tflite
+TASKSET := $(shell command -v taskset >/dev/null 2>&1 && echo taskset -c $(TRAIN_CPU))
+T2TRAIN := FINK_T2_TRAIN_THREADS=1 $(TASKSET) $(PY) -m fink_t2.train -v
+
+.PHONY: train train-venv train-plasticc train-ztf train-evaluate
+
+# tf-keras 2.21 declares a dependency on the full `tensorflow` wheel; with tensorflow-cpu it is
+# installed --no-deps (environment.md §1, "same, CPU only, smaller").
+train-venv: venv
+	$(PY) -m pip install $(PIP_FLAGS) tensorflow-cpu==2.21.0 dm-tree mock
+	$(PY) -m pip install $(PIP_FLAGS) --no-deps tf-keras==2.21.0 tensorflow-model-optimization==0.8.1
+	$(PY) -c "import ai_edge_litert.interpreter, tf_keras, tensorflow_model_optimization"
+
+# Table 1: the paper's set-up on PLAsTiCC (full light curves, global robust scaling as astronet;
+# PLAsTiCC train objects + 75 % of the test objects; Table 1 scored on the other 25 %).
+train-plasticc:
+	$(T2TRAIN) train --data plasticc --plasticc-test $(SHARED_LABELED)/plasticc_snmachine/test_sniabcii \
+	  --scaling robust_global --epochs $(PLASTICC_EPOCHS) --patience 12 \
+	  --batch-size 256 --seed $(TRAIN_SEED) --out $(TRAIN_OUT) --model-id t2-plasticc --no-progress
+	$(T2TRAIN) compress --out $(TRAIN_OUT) --model-id t2-plasticc --cluster-epochs 10 --prune-epochs 2 \
+	  --table1 $(CURDIR)/docs/table1.md --no-progress
+
+# The ZTF model: emulated alerts from PLAsTiCC train + BTS train split.
+train-ztf:
+	$(T2TRAIN) train --data ztf --epochs $(ZTF_EPOCHS) --patience 8 --batch-size 512 --seed $(TRAIN_SEED) \
+	  --out $(TRAIN_OUT) --model-id t2-ztf --no-progress
+	$(T2TRAIN) compress --out $(TRAIN_OUT) --model-id t2-ztf --cluster-epochs 6 --prune-epochs 2 --no-progress
+
+# Temperature fitted on the BTS val split, both models evaluated there, report + ship.
+train-evaluate:
+	$(T2TRAIN) evaluate --model $(TRAIN_OUT)/t2-ztf-clustered-quantized.tflite --bts $(BTS_DIR) --split val \
+	  --fit-temperature --write-temperature --out $(TRAIN_OUT)/eval/ours-bts-val.json --no-progress
+	$(T2TRAIN) evaluate --model $(PUBLISHED_MODEL) --bts $(BTS_DIR) --split val --fit-temperature \
+	  --out $(TRAIN_OUT)/eval/published-bts-val.json --no-progress
+	$(T2TRAIN) evaluate --model $(TRAIN_OUT)/t2-ztf-clustered-quantized.tflite \
+	  --plasticc $(SHARED_LABELED)/plasticc_snmachine/test_sniabcii --mode alert \
+	  --out $(TRAIN_OUT)/eval/ours-plasticc-test-alerts.json --no-progress
+	$(T2TRAIN) evaluate --model $(PUBLISHED_MODEL) \
+	  --plasticc $(SHARED_LABELED)/plasticc_snmachine/test_sniabcii --mode alert \
+	  --out $(TRAIN_OUT)/eval/published-plasticc-test-alerts.json --no-progress
+	$(T2TRAIN) report --out-dir $(TRAIN_OUT) --doc $(CURDIR)/docs/table1.md \
+	  --ours $(TRAIN_OUT)/eval/ours-bts-val.json --published $(TRAIN_OUT)/eval/published-bts-val.json \
+	  --plasticc-ours $(TRAIN_OUT)/eval/ours-plasticc-test-alerts.json \
+	  --plasticc-published $(TRAIN_OUT)/eval/published-plasticc-test-alerts.json \
+	  --ship $(CURDIR)/data/models --ship-id $(SHIP_ID)
+
+train: train-plasticc train-ztf train-evaluate
