@@ -22,6 +22,7 @@ import numpy as np
 import scipy.linalg
 import scipy.optimize
 
+from fink_t2.gp import LOG_2PI, SQRT3
 from fink_t2.contract import (
     GP_LOG_AMPLITUDE_HALF_WIDTH,
     GP_TIME_SCALE_BOUNDS_DAYS,
@@ -29,8 +30,6 @@ from fink_t2.contract import (
     GP_WAVELENGTH_SCALE_A,
 )
 
-SQRT3 = np.sqrt(3.0)
-LOG_2PI = np.log(2.0 * np.pi)
 #: Objective value used when the likelihood is not finite (astronet uses the same sentinel).
 NON_FINITE_OBJECTIVE = 1e25
 

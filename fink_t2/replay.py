@@ -15,7 +15,6 @@ import io
 import itertools
 import logging
 import sys
-import tarfile
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -27,11 +26,10 @@ from confluent_kafka import KafkaError, Message, Producer
 from tqdm import tqdm
 
 from fink_t2.kafka_broker import DEFAULT_BOOTSTRAP, MAX_MESSAGE_BYTES
+from fink_t2.sources import iter_avro_payloads
 
 log = logging.getLogger(__name__)
 
-AVRO_SUFFIX = ".avro"
-ARCHIVE_SUFFIXES: tuple[str, ...] = (".tar.gz", ".tgz")
 _SYNC_MARKER_BYTES = 16
 _MAX_ERRORS_KEPT = 5
 
@@ -117,45 +115,13 @@ def split_avro_container(data: bytes, source: str = "<bytes>") -> Iterator[Alert
                            _encode_single_record(schema, record, sync_marker, metadata))
 
 
-def _is_archive(path: Path | str) -> bool:
-    return str(path).endswith(ARCHIVE_SUFFIXES)
-
-
-def _is_alert_file(path: Path) -> bool:
-    return path.is_file() and (path.name.endswith(AVRO_SUFFIX) or _is_archive(path.name))
-
-
-def _iter_archive(path: Path) -> Iterator[AlertMessage]:
-    """Messages of the ``.avro`` members of a gzipped tar, streamed (no extraction to disk)."""
-    with tarfile.open(path, mode="r|gz") as archive:
-        for member in archive:
-            if not (member.isfile() and member.name.endswith(AVRO_SUFFIX)):
-                log.debug("%s: skipping member %s", path, member.name)
-                continue
-            stream = archive.extractfile(member)
-            if stream is None:
-                raise OSError(f"{path}: cannot read member {member.name}")
-            yield from split_avro_container(stream.read(), f"{path}:{member.name}")
-
-
-def _iter_path(path: Path) -> Iterator[AlertMessage]:
-    if path.is_dir():
-        for child in sorted(child for child in path.rglob("*") if _is_alert_file(child)):
-            yield from _iter_path(child)
-    elif _is_archive(path):
-        yield from _iter_archive(path)
-    elif path.name.endswith(AVRO_SUFFIX):
-        yield from split_avro_container(path.read_bytes(), str(path))
-    elif not path.exists():
-        raise FileNotFoundError(f"no such alert file or folder: {path}")
-    else:
-        raise ValueError(f"not an .avro file, folder or .tar.gz/.tgz archive: {path}")
-
-
 def iter_alert_messages(paths: Iterable[Path | str]) -> Iterator[AlertMessage]:
-    """Keyed messages (one alert each) of ``.avro`` files, folders and ``.tar.gz`` archives, in order."""
-    for path in paths:
-        yield from _iter_path(Path(path))
+    """Keyed messages (one alert each) of ``.avro`` files, folders and ``.tar.gz`` archives, in order.
+
+    Raises :class:`fink_t2.sources.InputError` for a missing path or a file of another kind.
+    """
+    for source, data in iter_avro_payloads(paths):
+        yield from split_avro_container(data, source)
 
 
 def iter_avro_messages(paths: Iterable[Path | str]) -> Iterator[tuple[str, bytes]]:

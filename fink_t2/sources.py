@@ -5,12 +5,15 @@ Used by the CLI and the replay tool. Nightly ZTF archives are ``.tar.gz`` files 
 """
 from __future__ import annotations
 
+import logging
 import tarfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from .alerts import decode_container_records, read_parquet_records
+
+log = logging.getLogger(__name__)
 
 AVRO_SUFFIXES = (".avro",)
 PARQUET_SUFFIXES = (".parquet",)
@@ -68,6 +71,25 @@ def iter_archive_members(path: Path) -> Iterator[tuple[str, bytes]]:
                     yield f"{path}!{member.name}", handle.read()
 
 
+def iter_avro_payloads(paths: Iterable[str | Path]) -> Iterator[tuple[str, bytes]]:
+    """(source, bytes) of every ``.avro`` file and ``.avro`` archive member under ``paths``.
+
+    Parquet files hold no Avro packets: they are skipped with a warning.
+    """
+    for path in iter_input_files(paths):
+        yield from _avro_payloads_of(path)
+
+
+def _avro_payloads_of(path: Path) -> Iterator[tuple[str, bytes]]:
+    kind = _kind(path)
+    if kind == "avro":
+        yield str(path), path.read_bytes()
+    elif kind == "archive":
+        yield from iter_archive_members(path)
+    else:
+        log.warning("%s: Parquet holds no Avro packets, skipped", path)
+
+
 def _avro_records(source: str, payload: bytes) -> Iterator[SourceRecord]:
     try:
         records = decode_container_records(payload)
@@ -81,12 +103,9 @@ def _avro_records(source: str, payload: bytes) -> Iterator[SourceRecord]:
 def iter_records(paths: Iterable[str | Path]) -> Iterator[SourceRecord]:
     """Every alert record under ``paths``; an unreadable file yields one error record."""
     for path in iter_input_files(paths):
-        kind = _kind(path)
-        if kind == "avro":
-            yield from _avro_records(str(path), path.read_bytes())
-        elif kind == "archive":
-            for source, payload in iter_archive_members(path):
-                yield from _avro_records(source, payload)
-        else:
+        if _kind(path) == "parquet":
             for record in read_parquet_records(str(path)):
                 yield SourceRecord(str(path), record, None)
+            continue
+        for source, payload in _avro_payloads_of(path):
+            yield from _avro_records(source, payload)

@@ -12,6 +12,8 @@ from typing import Any
 
 import fastavro
 import pytest
+
+from fink_t2.sources import InputError
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
 from fink_t2.replay import (add_replay_parser, iter_alert_messages, iter_avro_messages, replay,
@@ -137,9 +139,9 @@ def test_tar_gz_archive_streams_the_same_messages(datatest: Path, tmp_path: Path
 
 def test_unsupported_and_missing_paths_raise(tmp_path: Path) -> None:
     (tmp_path / "notes.txt").write_text("not an alert")
-    with pytest.raises(ValueError, match="not an .avro file"):
+    with pytest.raises(InputError, match="not an alert file"):
         list(iter_alert_messages([tmp_path / "notes.txt"]))
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(InputError, match="no such file or directory"):
         list(iter_alert_messages([tmp_path / "missing.avro"]))
 
 
