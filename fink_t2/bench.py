@@ -272,22 +272,10 @@ def _bench_config(config: Config, bootstrap: str, run_dir: Path) -> Config:
 
 
 def _produce(bootstrap: str, topic: str, payloads: list[bytes]) -> None:
-    from confluent_kafka import Producer
+    """Send the benchmark input, every message acknowledged (raises otherwise)."""
+    from .stream import DirectProducer
 
-    from .kafka_broker import MAX_MESSAGE_BYTES
-
-    producer = Producer({"bootstrap.servers": bootstrap, "message.max.bytes": MAX_MESSAGE_BYTES,
-                         "queue.buffering.max.kbytes": 2_000_000, "linger.ms": 20})
-    for i, payload in enumerate(payloads):
-        while True:
-            try:
-                producer.produce(topic, value=payload, key=str(i).encode())
-                break
-            except BufferError:
-                producer.poll(0.5)
-        producer.poll(0)
-    if producer.flush(120) != 0:
-        raise RuntimeError("benchmark input not fully delivered to Kafka")
+    DirectProducer(bootstrap).send_all([(topic, str(i).encode(), p) for i, p in enumerate(payloads)])
 
 
 def _e2e_figures(n: int, wall: float, progress, out_sizes: dict, sampler: "RssSampler", load_log: Path) -> dict:
