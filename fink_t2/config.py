@@ -34,7 +34,7 @@ class InputConf:
 
 @dataclass(frozen=True)
 class FilterConf:
-    """An output selection: top class in ``classes`` with probability ≥ ``min_probability``."""
+    """An output selection: alerts with P(c) ≥ ``min_probability`` for at least one c in ``classes``."""
 
     name: str
     topic: str

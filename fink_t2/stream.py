@@ -233,14 +233,14 @@ def start_classify_query(spark, config: Config, once: bool):
 
 
 def filter_condition(flt: FilterConf) -> str:
-    """Spark SQL predicate of a filter over the parsed score columns."""
+    """Spark SQL predicate of a filter: an ok alert with P(c) ≥ min_probability for a c in classes."""
     classes = ", ".join("'" + c.replace("'", "''") + "'" for c in flt.classes)
-    return (f"s.t2_status = 'ok' AND s.t2_class IN ({classes}) "
-            f"AND element_at(s.t2_probs, s.t2_class) >= {float(flt.min_probability)!r}")
+    return (f"s.t2_status = 'ok' AND exists(array({classes}), "
+            f"c -> element_at(s.t2_probs, c) >= {float(flt.min_probability)!r})")
 
 
 def start_filter_query(spark, config: Config, flt: FilterConf, once: bool):
-    """Start the query of one filtered topic: scores whose top class passes the filter."""
+    """Start the query of one filtered topic: the scores that pass the filter."""
     from pyspark.sql import functions as F
 
     scores = _read_kafka(spark, config, _exact_pattern(config.output.scores_topic), "earliest", None)

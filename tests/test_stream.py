@@ -40,6 +40,7 @@ def write_conf(tmp_path: Path, bootstrap: str, max_offsets: int = 5000, trigger:
     names = {
         "input": f"ztf_{tag}_programid1", "pattern": f"ztf_{tag}_.*",
         "enriched": f"enriched_{tag}", "scores": f"scores_{tag}", "dead": f"dead_{tag}", "snia": f"snia_{tag}",
+        "any": f"any_{tag}",
     }
     conf = tmp_path / "job.toml"
     conf.write_text(f"""
@@ -57,9 +58,14 @@ deadletter_topic = "{names['dead']}"
 large_messages = "{large_messages}"
 [[output.filters]]
 name = "any_class"
-topic = "{names['snia']}"
+topic = "{names['any']}"
 classes = {json.dumps(list(CLASS_NAMES))}
 min_probability = 0.0
+[[output.filters]]
+name = "snia"
+topic = "{names['snia']}"
+classes = ["SNIa"]
+min_probability = 0.3
 [checkpoint]
 dir = "{tmp_path / 'checkpoints'}"
 [spark]
@@ -129,7 +135,10 @@ def test_every_alert_lands_once_and_poison_goes_to_deadletter(kafka_broker, tmp_
     assert all(r["topic"] == names["input"] and r["offset"] >= 0 for r in dead_records)
     ok = [s for s in scores if s["t2_status"] == "ok"]
     assert len(ok) >= 20 and all(abs(sum(s["t2_probs"].values()) - 1) < 1e-5 for s in ok)
-    assert len(read_topic(kafka_broker, names["snia"])) == len(ok)  # the catch-all filter
+    assert len(read_topic(kafka_broker, names["any"])) == len(ok)  # the catch-all filter
+    snia = [json.loads(m.value)["candid"] for m in read_topic(kafka_broker, names["snia"])]
+    assert sorted(snia) == sorted(s["candid"] for s in ok if s["t2_probs"]["SNIa"] >= 0.3)
+    assert 0 < len(snia) < len(ok)  # the SN Ia filter selects
     pids = [line.split()[0] for line in load_log.read_text().splitlines()]
     assert pids and len(pids) == len(set(pids))  # one model load per Python worker process
 
