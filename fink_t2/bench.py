@@ -30,7 +30,7 @@ from .config import REPO_ROOT, Config, load_config
 from .contract import BANDS, ZTF_WAVELENGTH_A
 from .enrich import enrich_alert, score_message
 from .lightcurve import build_light_curves, cut_reasons
-from .model import load_model
+from .model import LOAD_LOG_ENV, load_model
 from .model_input import band_wavelengths, scale_input
 from .reference_path import reference_probabilities
 
@@ -231,7 +231,7 @@ def measure_end_to_end(payloads: list[bytes], config: Config) -> dict:
     bootstrap = kafka_broker.up(run_dir, port=port, controller_port=_free_port(), timeout=90)
     load_log = run_dir / "model_loads.log"
     load_log.unlink(missing_ok=True)
-    os.environ[stream.LOAD_LOG_ENV] = str(load_log)
+    os.environ[LOAD_LOG_ENV] = str(load_log)
     try:
         topic = "ztf_bench_programid1"
         kafka_broker.delete_topics(bootstrap, [topic, config.output.enriched_topic, config.output.scores_topic,
@@ -254,7 +254,7 @@ def measure_end_to_end(payloads: list[bytes], config: Config) -> dict:
         out_sizes = topic_sizes(bootstrap, [bench_config.output.enriched_topic, bench_config.output.deadletter_topic])
         return _e2e_figures(len(payloads), wall, progress, out_sizes, sampler, load_log)
     finally:
-        os.environ.pop(stream.LOAD_LOG_ENV, None)
+        os.environ.pop(LOAD_LOG_ENV, None)
         kafka_broker.down(run_dir)
 
 

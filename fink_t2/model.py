@@ -31,6 +31,9 @@ PUBLISHED_MODEL = REPO_ROOT / "data" / "models" / "fink-t2-quantized-28341.tflit
 #: random inputs): batch 1: 4,719/s, 4: 4,700/s, 8: 5,013/s, 16: 4,687/s, 32: 3,501/s.
 #: Attention memory grows as B×16×100×100 floats, so large batches also cost RSS.
 DEFAULT_INVOKE_BATCH = 8
+#: Environment variable naming a file where every process appends "pid model_id" per model load
+#: (how the stream tests and the benchmark count loads per Spark Python worker).
+LOAD_LOG_ENV = "FINK_T2_MODEL_LOAD_LOG"
 
 _CACHE: dict[tuple[str, str], "T2Model"] = {}
 _CACHE_LOCK = threading.Lock()
@@ -154,7 +157,15 @@ def load_model(path: str | os.PathLike | None = None, num_threads: int = 1,
             _CACHE[key] = T2Model(model_path, meta, interpreter, invoke_batch)
             _LOAD_COUNT += 1
             log.info("t2 model loaded: %s (pid %d, load #%d)", meta["model_id"], os.getpid(), _LOAD_COUNT)
+            _append_load_log(meta["model_id"])
         return _CACHE[key]
+
+
+def _append_load_log(model_id: str) -> None:
+    path = os.environ.get(LOAD_LOG_ENV)
+    if path:
+        with open(path, "a") as fh:
+            fh.write(f"{os.getpid()} {model_id}\n")
 
 
 def load_count() -> int:

@@ -26,13 +26,12 @@ import pandas as pd
 
 from .config import Config, FilterConf
 from .kafka_broker import MAX_MESSAGE_BYTES, spark_kafka_jars
+from .model import LOAD_LOG_ENV
 
 log = logging.getLogger(__name__)
 
 #: Columns the Kafka sink needs from every output row.
 OUTPUT_SCHEMA = "topic string, key binary, value binary"
-#: Environment variable naming a file where each Python worker logs its model loads.
-LOAD_LOG_ENV = "FINK_T2_MODEL_LOAD_LOG"
 
 
 # --------------------------------------------------------------------------- Python worker side
@@ -53,7 +52,6 @@ def route_batch(frame: pd.DataFrame, config: Config) -> list[tuple[str, bytes, b
     from .model import load_model
 
     model = load_model(config.model_path(), num_threads=config.model.num_threads)
-    _log_model_load()
     results = classify(frame["value"].tolist(), model)
     messages: list[tuple[str, bytes, bytes]] = []
     out = config.output
@@ -125,18 +123,6 @@ class DirectProducer:
         if pending or self.failures:
             raise RuntimeError(f"{pending} messages undelivered after {timeout} s, {len(self.failures)} failed: "
                                f"{self.failures[:3]}")
-
-
-def _log_model_load() -> None:
-    """Append "pid loads" to the file named by ``FINK_T2_MODEL_LOAD_LOG`` on each new load."""
-    from .model import load_count
-
-    path = os.environ.get(LOAD_LOG_ENV)
-    count = load_count()
-    if path and getattr(_log_model_load, "logged", 0) < count:
-        with open(path, "a") as fh:
-            fh.write(f"{os.getpid()} {count}\n")
-        _log_model_load.logged = count
 
 
 def make_partition_function(config: Config):
