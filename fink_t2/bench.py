@@ -284,7 +284,7 @@ def _e2e_figures(n: int, wall: float, progress, out_sizes: dict, sampler: "RssSa
     steady_rows, steady_s = sum(r for r, _ in steady), sum(s for _, s in steady)
     processed = sum(r for r, _ in batches)
     processing_s = sum(s for _, s in batches)
-    loads = load_log.read_text().split() if load_log.exists() else []
+    loads = load_log.read_text().splitlines() if load_log.exists() else []
     return {
         "end_to_end_alerts": n,
         "end_to_end_output_messages": sum(out_sizes.values()),
@@ -296,7 +296,7 @@ def _e2e_figures(n: int, wall: float, progress, out_sizes: dict, sampler: "RssSa
         "end_to_end_micro_batches": len(batches),
         "worker_peak_rss_mib": sampler.peak_worker_mib,
         "python_workers": len(sampler.worker_pids),
-        "model_loads": len(loads) // 2,
+        "model_loads": len(loads),
     }
 
 
