@@ -15,9 +15,9 @@ from . import bench, cluster, kafka_broker, replay
 from .alerts import records_to_batch
 from .config import DEFAULT_CONF, ConfigError, load_config
 from .kafka_broker import MissingJarsError
-from .classify import OUTPUT_COLUMNS, classify_batch
+from .classify import OUTPUT_COLUMNS, classify, classify_batch
 from .model import ModelError, load_model
-from .sources import InputError, iter_records
+from .sources import AlertInput, InputError, iter_alert_inputs
 from .train.cli import add_train_parsers
 from .train.tf_setup import MissingTrainingStack
 
@@ -34,24 +34,28 @@ def classify_paths(paths: Sequence[str], model_path: str | None = None) -> pd.Da
     """Classify every alert under ``paths``: one row per alert, plus a ``source`` column."""
     model = load_model(model_path)
     frames = []
-    chunk_records, chunk_errors, chunk_sources = [], [], []
+    chunk: list[AlertInput] = []
 
     def flush() -> None:
-        if chunk_sources:
-            out = classify_batch(records_to_batch(chunk_records, chunk_errors), model)
-            out["source"] = chunk_sources
-            frames.append(out)
-            chunk_records.clear(), chunk_errors.clear(), chunk_sources.clear()
+        if not chunk:
+            return
+        if chunk[0].payload is not None:
+            out = classify([item.payload for item in chunk], model)
+        else:
+            out = classify_batch(records_to_batch([item.record for item in chunk]), model)
+        out["source"] = [item.source for item in chunk]
+        frames.append(out)
+        chunk.clear()
 
     with _progress(None, "classify") as bar:
-        for item in iter_records(paths):
-            chunk_records.append(item.record)
-            chunk_errors.append(item.error)
-            chunk_sources.append(item.source)
-            if len(chunk_sources) >= READ_CHUNK:
-                bar.update(len(chunk_sources))
+        for item in iter_alert_inputs(paths):
+            if chunk and (item.payload is None) != (chunk[0].payload is None):
                 flush()
-        bar.update(len(chunk_sources))
+            chunk.append(item)
+            if len(chunk) >= READ_CHUNK:
+                bar.update(len(chunk))
+                flush()
+        bar.update(len(chunk))
         flush()
     if not frames:
         return pd.DataFrame(columns=[*OUTPUT_COLUMNS, "source"])

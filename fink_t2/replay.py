@@ -11,8 +11,6 @@ Library: :func:`iter_alert_messages`, :func:`iter_avro_messages`, :func:`split_a
 from __future__ import annotations
 
 import argparse
-import io
-import itertools
 import logging
 import sys
 import time
@@ -21,16 +19,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import fastavro
 from confluent_kafka import KafkaError, Message, Producer
 from tqdm import tqdm
 
 from fink_t2.kafka_broker import DEFAULT_BOOTSTRAP, MAX_MESSAGE_BYTES
-from fink_t2.sources import iter_avro_payloads
+from fink_t2.sources import AlertMessage, iter_alert_messages, split_avro_container
 
 log = logging.getLogger(__name__)
 
-_SYNC_MARKER_BYTES = 16
 _MAX_ERRORS_KEPT = 5
 
 #: Producer settings tuned for ~70 KB alerts on a local broker; callers may override any of them.
@@ -42,15 +38,6 @@ PRODUCER_DEFAULTS: dict[str, Any] = {
     "enable.idempotence": True,  # broker-side de-duplication of librdkafka's internal retries
     "compression.type": "none",  # cutouts are already gzipped; lz4 would only cost CPU
 }
-
-
-@dataclass(frozen=True)
-class AlertMessage:
-    """One Kafka message: where it came from, its key (candid, ASCII) and its Avro bytes."""
-
-    source: str
-    key: bytes | None
-    value: bytes
 
 
 @dataclass
@@ -77,53 +64,6 @@ class ReplayStats:
 
 
 # ------------------------------------------------------------------------------------ reading
-def _alert_key(record: dict[str, Any]) -> bytes | None:
-    """``candid`` of an alert record as decimal ASCII bytes (top level, else ``candidate.candid``)."""
-    candid = record.get("candid")
-    if candid is None and isinstance(record.get("candidate"), dict):
-        candid = record["candidate"].get("candid")
-    return None if candid is None else str(candid).encode("ascii")
-
-
-def _encode_single_record(schema: Any, record: dict[str, Any], sync_marker: bytes,
-                          metadata: dict[str, str]) -> bytes:
-    buffer = io.BytesIO()
-    fastavro.writer(buffer, schema, [record], codec="null", sync_marker=sync_marker, metadata=metadata)
-    return buffer.getvalue()
-
-
-def split_avro_container(data: bytes, source: str = "<bytes>") -> Iterator[AlertMessage]:
-    """Messages of one Avro container: ``data`` itself if it holds one record, else one per record.
-
-    Split containers reuse the writer schema, the non-``avro.*`` metadata and the sync marker of
-    ``data`` (so the output is deterministic); codec is null.
-    """
-    reader = fastavro.reader(io.BytesIO(data))
-    first = next(reader, None)
-    if first is None:
-        log.warning("%s: Avro container without records, skipped", source)
-        return
-    second = next(reader, None)
-    if second is None:
-        yield AlertMessage(source, _alert_key(first), data)
-        return
-    schema = fastavro.parse_schema(reader.writer_schema)
-    metadata = {key: value for key, value in reader.metadata.items() if not key.startswith("avro.")}
-    sync_marker = data[-_SYNC_MARKER_BYTES:]  # every container block ends with the file's sync marker
-    for index, record in enumerate(itertools.chain((first, second), reader)):
-        yield AlertMessage(f"{source}#{index}", _alert_key(record),
-                           _encode_single_record(schema, record, sync_marker, metadata))
-
-
-def iter_alert_messages(paths: Iterable[Path | str]) -> Iterator[AlertMessage]:
-    """Keyed messages (one alert each) of ``.avro`` files, folders and ``.tar.gz`` archives, in order.
-
-    Raises :class:`fink_t2.sources.InputError` for a missing path or a file of another kind.
-    """
-    for source, data in iter_avro_payloads(paths):
-        yield from split_avro_container(data, source)
-
-
 def iter_avro_messages(paths: Iterable[Path | str]) -> Iterator[tuple[str, bytes]]:
     """``(source name, Avro container bytes)`` per alert; see :func:`iter_alert_messages`."""
     for message in iter_alert_messages(paths):

@@ -5,15 +5,22 @@ Used by the CLI and the replay tool. Nightly ZTF archives are ``.tar.gz`` files 
 """
 from __future__ import annotations
 
+import io
+import itertools
 import logging
 import tarfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from .alerts import decode_container_records, read_parquet_records
+import fastavro
+
+from .alerts import decode_container_records, decode_payloads, read_parquet_records
+from .avro_container import ContainerError, parse_container
 
 log = logging.getLogger(__name__)
+_SYNC_MARKER_BYTES = 16
 
 AVRO_SUFFIXES = (".avro",)
 PARQUET_SUFFIXES = (".parquet",)
@@ -109,3 +116,103 @@ def iter_records(paths: Iterable[str | Path]) -> Iterator[SourceRecord]:
             continue
         for source, payload in _avro_payloads_of(path):
             yield from _avro_records(source, payload)
+
+
+@dataclass(frozen=True)
+class AlertMessage:
+    """One Kafka message: where it came from, its key (candid, ASCII) and its Avro bytes."""
+
+    source: str
+    key: bytes | None
+    value: bytes
+
+
+def _alert_key(record: dict[str, Any]) -> bytes | None:
+    """``candid`` of an alert record as decimal ASCII bytes (top level, else ``candidate.candid``)."""
+    candid = record.get("candid")
+    if candid is None and isinstance(record.get("candidate"), dict):
+        candid = record["candidate"].get("candid")
+    return None if candid is None else str(candid).encode("ascii")
+
+
+def _single_record_key(data: bytes) -> bytes | None:
+    """candid key of a one-record uncompressed container; None for any other shape or on error."""
+    try:
+        container = parse_container(data)
+    except ContainerError:
+        return None
+    if container.codec != "null" or len(container.blocks) != 1 or container.blocks[0].count != 1:
+        return None
+    batch = decode_payloads([data])
+    return str(int(batch.candid[0])).encode("ascii") if batch.error[0] is None else None
+
+
+def _encode_single_record(schema: Any, record: dict[str, Any], sync_marker: bytes,
+                          metadata: dict[str, str]) -> bytes:
+    buffer = io.BytesIO()
+    fastavro.writer(buffer, schema, [record], codec="null", sync_marker=sync_marker, metadata=metadata)
+    return buffer.getvalue()
+
+
+def split_avro_container(data: bytes, source: str = "<bytes>") -> Iterator[AlertMessage]:
+    """Messages of one Avro container: ``data`` itself if it holds one record, else one per record.
+
+    Split containers reuse the writer schema, the non-``avro.*`` metadata and the sync marker of
+    ``data`` (so the output is deterministic); codec is null.
+    """
+    key = _single_record_key(data)
+    if key is not None:  # the usual ZTF packet: no re-encoding, candid read by the fast decoder
+        yield AlertMessage(source, key, data)
+        return
+    reader = fastavro.reader(io.BytesIO(data))
+    first = next(reader, None)
+    if first is None:
+        log.warning("%s: Avro container without records, skipped", source)
+        return
+    second = next(reader, None)
+    if second is None:
+        yield AlertMessage(source, _alert_key(first), data)
+        return
+    schema = fastavro.parse_schema(reader.writer_schema)
+    metadata = {key: value for key, value in reader.metadata.items() if not key.startswith("avro.")}
+    sync_marker = data[-_SYNC_MARKER_BYTES:]  # every container block ends with the file's sync marker
+    for index, record in enumerate(itertools.chain((first, second), reader)):
+        yield AlertMessage(f"{source}#{index}", _alert_key(record),
+                           _encode_single_record(schema, record, sync_marker, metadata))
+
+
+def iter_alert_messages(paths: Iterable[Path | str]) -> Iterator[AlertMessage]:
+    """Keyed messages (one alert each) of ``.avro`` files, folders and ``.tar.gz`` archives, in order.
+
+    Raises :class:`InputError` for a missing path or a file of another kind.
+    """
+    for source, data in iter_avro_payloads(paths):
+        yield from split_avro_container(data, source)
+
+
+@dataclass(frozen=True)
+class AlertInput:
+    """One alert to classify: a single-alert Avro message, or a record read from Parquet."""
+
+    source: str
+    payload: bytes | None
+    record: dict | None
+
+
+def iter_alert_inputs(paths: Iterable[str | Path]) -> Iterator[AlertInput]:
+    """Every alert under ``paths``: Avro as single-alert messages (the stream's input form), Parquet
+    as records. An Avro file that cannot even be split is passed on whole, so that ``classify``
+    reports it as one error row with its reason.
+    """
+    for path in iter_input_files(paths):
+        if _kind(path) == "parquet":
+            for record in read_parquet_records(str(path)):
+                yield AlertInput(str(path), None, record)
+            continue
+        for source, data in _avro_payloads_of(path):
+            try:
+                messages = list(split_avro_container(data, source))
+            except Exception:  # untrusted bytes: classify decodes them again and names the error
+                messages = [AlertMessage(source, None, data)]
+            for message in messages:
+                yield AlertInput(message.source, message.value, None)
