@@ -83,11 +83,13 @@ def plot_summary(summary: StreamSummary, out: Path) -> None:
     fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5), constrained_layout=True)
     topics = list(summary.per_topic)
     left.barh(topics, [summary.per_topic[t] for t in topics], color="#4c72b0")
+    _label_bars(left, [summary.per_topic[t] for t in topics])
     left.set_xlabel("messages")
     left.set_title(f"{summary.alerts_in} alerts in, {summary.seconds:.1f} s")
     left.invert_yaxis()
     classes = [name for name, _ in summary.per_class.most_common()]
     right.barh(classes, [summary.per_class[c] for c in classes], color="#dd8452")
+    _label_bars(right, [summary.per_class[c] for c in classes])
     right.set_xlabel("alerts")
     right.set_title("t2 top class (status ok)")
     right.invert_yaxis()
@@ -95,6 +97,13 @@ def plot_summary(summary: StreamSummary, out: Path) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=120)
     plt.close(fig)
+
+
+def _label_bars(ax, values: list[int]) -> None:
+    """Write each bar's count at its end."""
+    for y, value in enumerate(values):
+        ax.text(value, y, f" {value}", va="center", fontsize=9)
+    ax.margins(x=0.12)
 
 
 def run_demo(config: Config, alerts: list[Path] | None = None, png: Path = DEFAULT_SUMMARY_PNG) -> StreamSummary:
