@@ -107,14 +107,23 @@ def _avro_records(source: str, payload: bytes) -> Iterator[SourceRecord]:
         yield SourceRecord(source, record, None)
 
 
-def iter_records(paths: Iterable[str | Path]) -> Iterator[SourceRecord]:
-    """Every alert record under ``paths``; an unreadable file yields one error record."""
+def _records_and_payloads(paths: Iterable[str | Path]) -> Iterator[tuple[str, dict | None, bytes | None]]:
+    """(source, Parquet record, None) or (source, None, Avro file/member bytes), in input order."""
     for path in iter_input_files(paths):
         if _kind(path) == "parquet":
             for record in read_parquet_records(str(path)):
-                yield SourceRecord(str(path), record, None)
-            continue
-        for source, payload in _avro_payloads_of(path):
+                yield str(path), record, None
+        else:
+            for source, payload in _avro_payloads_of(path):
+                yield source, None, payload
+
+
+def iter_records(paths: Iterable[str | Path]) -> Iterator[SourceRecord]:
+    """Every alert record under ``paths``; an unreadable file yields one error record."""
+    for source, record, payload in _records_and_payloads(paths):
+        if record is not None:
+            yield SourceRecord(source, record, None)
+        else:
             yield from _avro_records(source, payload)
 
 
@@ -204,15 +213,13 @@ def iter_alert_inputs(paths: Iterable[str | Path]) -> Iterator[AlertInput]:
     as records. An Avro file that cannot even be split is passed on whole, so that ``classify``
     reports it as one error row with its reason.
     """
-    for path in iter_input_files(paths):
-        if _kind(path) == "parquet":
-            for record in read_parquet_records(str(path)):
-                yield AlertInput(str(path), None, record)
+    for source, record, payload in _records_and_payloads(paths):
+        if record is not None:
+            yield AlertInput(source, None, record)
             continue
-        for source, data in _avro_payloads_of(path):
-            try:
-                messages = list(split_avro_container(data, source))
-            except Exception:  # untrusted bytes: classify decodes them again and names the error
-                messages = [AlertMessage(source, None, data)]
-            for message in messages:
-                yield AlertInput(message.source, message.value, None)
+        try:
+            messages = list(split_avro_container(payload, source))
+        except Exception:  # untrusted bytes: classify decodes them again and names the error
+            messages = [AlertMessage(source, None, payload)]
+        for message in messages:
+            yield AlertInput(message.source, message.value, None)
