@@ -17,6 +17,11 @@ import numpy as np
 import pandas as pd
 
 from . import gp
+
+try:
+    from . import gp_numba
+except ImportError:  # numba missing: the numpy GP computes the same fits
+    gp_numba = None
 from .alerts import AlertBatch, decode_payloads
 from .contract import BANDS, CLASS_NAMES, ZTF_WAVELENGTH_A
 from .lightcurve import LightCurves, build_light_curves, cut_reasons
@@ -46,14 +51,21 @@ class Classified:
 
 
 def run_gp(lcs: LightCurves, wavelengths: list[float]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Batched GP of padded light curves: grid (N, G) days, mean and std (N, G, bands) flux units."""
+    """GP of padded light curves: grid (N, G) days, mean and std (N, G, bands) flux units.
+
+    The compiled per-alert loop (``gp_numba``, the algorithm of ``gp.fit_batch`` step by step,
+    ~3× faster) when numba is importable, else the batched numpy ``gp``.
+    """
     grid = time_grid(lcs.t, lcs.mask)
     means, stds = [], []
     point_wavelength = np.asarray(wavelengths)[lcs.band]
     for start in range(0, len(lcs), GP_CHUNK):
         part = slice(start, start + GP_CHUNK)
-        fit = gp.fit_batch(lcs.t[part], point_wavelength[part], lcs.flux[part], lcs.flux_err[part], lcs.mask[part])
-        mean, std = gp.predict_batch(fit, grid[part], wavelengths)
+        args = (lcs.t[part], point_wavelength[part], lcs.flux[part], lcs.flux_err[part], lcs.mask[part])
+        if gp_numba is not None:
+            mean, std = gp_numba.fit_predict(*args, grid[part], wavelengths)[3:]
+        else:
+            mean, std = gp.predict_batch(gp.fit_batch(*args), grid[part], wavelengths)
         means.append(mean)
         stds.append(std)
     shape = (0, grid.shape[1], len(wavelengths))
