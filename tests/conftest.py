@@ -27,3 +27,24 @@ def sample_payloads() -> list[bytes]:
     return [f.read_bytes() for f in files]
 
 pytest_plugins = ["tests.conftest_kafka"]
+
+
+def real_alert_light_curves(min_points_per_band: int = 0):
+    """Light curves of the ../shared ZTF alerts that have usable g+r photometry, whatever the
+    quality/extragalactic cuts say (skips the test when ../shared is absent).
+
+    With ``min_points_per_band`` only the alerts with at least that many points in g and in r.
+    """
+    import numpy as np
+
+    from fink_t2.alerts import records_to_batch
+    from fink_t2.lightcurve import build_light_curves, cut_reasons
+    from fink_t2.sources import iter_records
+
+    root = shared_path("data", "ztf")
+    batch = records_to_batch([r.record for r in iter_records([root]) if r.record is not None])
+    skipped = ("too_few_points_per_band", "invalid_photometry", "candidate_band_not_gr")
+    usable = [i for i, r in enumerate(cut_reasons(batch)) if batch.error[i] is None and r not in skipped]
+    lcs = build_light_curves(batch, np.array(usable))
+    per_band = np.stack([(lcs.mask & (lcs.band == b)).sum(axis=1) for b in (0, 1)])
+    return build_light_curves(batch, lcs.index[(per_band >= min_points_per_band).all(axis=0)])

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import io
-import json
 import re
 
 import fastavro
@@ -11,7 +10,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from fink_t2.alerts import decode_container_records, decode_one, decode_payloads, read_parquet_records
-from fink_t2.avro_container import ContainerError, parse_container
+from fink_t2.avro_container import parse_container
 from fink_t2.sources import iter_records
 
 from .conftest import SAMPLE_ALERTS, shared_path

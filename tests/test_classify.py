@@ -4,17 +4,16 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fink_t2.alerts import decode_payloads, records_to_batch
 from fink_t2 import gp
-from fink_t2.classify import OUTPUT_COLUMNS, run_gp, classify, run_stages
+from fink_t2.alerts import decode_payloads
+from fink_t2.classify import OUTPUT_COLUMNS, classify, run_gp, run_stages
 from fink_t2.contract import BANDS, CLASS_NAMES, ZTF_WAVELENGTH_A
-from fink_t2.lightcurve import MIN_POINTS_PER_BAND, build_light_curves, cut_reasons
-from fink_t2.model_input import band_wavelengths, scale_input
+from fink_t2.lightcurve import MIN_POINTS_PER_BAND
 from fink_t2.model import load_model
+from fink_t2.model_input import band_wavelengths, scale_input
 from fink_t2.reference_path import reference_gp_means, reference_probabilities
-from fink_t2.sources import iter_records
 
-from tests.conftest import SAMPLE_ALERTS, shared_path
+from tests.conftest import SAMPLE_ALERTS, real_alert_light_curves
 
 
 def _check_rows(results, n):
@@ -55,23 +54,11 @@ def test_classify_keeps_order_and_survives_bad_payloads(sample_payloads):
         assert (a is None and b is None) or a == pytest.approx(b)
 
 
-def _shared_classifiable_batch():
-    root = shared_path("data", "ztf")
-    records = [r.record for r in iter_records([root]) if r.record is not None]
-    return records_to_batch(records)
-
-
 @pytest.mark.shared
 def test_batched_gp_matches_per_alert_reference_on_real_alerts():
     """Same fit quality (log-likelihood) and the model's top class unchanged for ≥ 95 %."""
-    batch = _shared_classifiable_batch()
     model = load_model()
-    # every alert with a usable g+r light curve, whatever the quality/extragalactic cuts say
-    usable = [i for i, r in enumerate(cut_reasons(batch)) if batch.error[i] is None and r not in (
-        "too_few_points_per_band", "invalid_photometry", "candidate_band_not_gr")]
-    lcs = build_light_curves(batch, np.array(usable))
-    per_band = np.stack([(lcs.mask & (lcs.band == b)).sum(axis=1) for b in range(len(BANDS))])
-    lcs = build_light_curves(batch, lcs.index[(per_band >= MIN_POINTS_PER_BAND).all(axis=0)])
+    lcs = real_alert_light_curves(MIN_POINTS_PER_BAND)
     assert len(lcs) >= 150
     _, ours, _ = run_gp(lcs, band_wavelengths(BANDS, ZTF_WAVELENGTH_A))
     fit = gp.fit_batch(lcs.t, np.asarray(band_wavelengths(BANDS, ZTF_WAVELENGTH_A))[lcs.band], lcs.flux,

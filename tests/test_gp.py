@@ -131,20 +131,11 @@ def test_real_alerts_reach_reference_optimum():
     Guards the coarse scan before Newton: from the reference start alone, 3 % of these alerts
     ended in a worse local optimum (up to 100 nats).
     """
-    from fink_t2.alerts import records_to_batch
-    from fink_t2.lightcurve import MIN_POINTS_PER_BAND, build_light_curves, cut_reasons
+    from fink_t2.lightcurve import MIN_POINTS_PER_BAND
     from fink_t2.reference_path import reference_gp_means
-    from fink_t2.sources import iter_records
+    from tests.conftest import real_alert_light_curves
 
-    directory = SHARED / "data/ztf"
-    if not directory.is_dir():
-        pytest.skip(f"../shared not found: expected ZTF alerts in {directory}")
-    batch = records_to_batch([r.record for r in iter_records([str(directory)]) if r.record is not None])
-    skipped = ("too_few_points_per_band", "invalid_photometry", "candidate_band_not_gr")
-    usable = [i for i, r in enumerate(cut_reasons(batch)) if batch.error[i] is None and r not in skipped]
-    lcs = build_light_curves(batch, np.array(usable))
-    per_band = np.stack([(lcs.mask & (lcs.band == b)).sum(1) for b in (0, 1)])
-    lcs = build_light_curves(batch, lcs.index[(per_band >= MIN_POINTS_PER_BAND).all(0)])
+    lcs = real_alert_light_curves(MIN_POINTS_PER_BAND)
     assert len(lcs) >= 100
     fit = gp.fit_batch(lcs.t, np.array(WAVELENGTHS)[lcs.band], lcs.flux, lcs.flux_err, lcs.mask)
     _, reference_ll = reference_gp_means(lcs)

@@ -26,17 +26,10 @@ def _reference(t, wl, flux, err, mask, grid, max_points=gp.DEFAULT_MAX_POINTS):
 
 @pytest.fixture(scope="module")
 def real_alerts():
-    if not ZTF_ALERTS.is_dir():
-        pytest.skip(f"../shared not found: expected ZTF alerts in {ZTF_ALERTS}")
-    from fink_t2.alerts import records_to_batch
-    from fink_t2.lightcurve import build_light_curves, cut_reasons
     from fink_t2.model_input import time_grid
-    from fink_t2.sources import iter_records
+    from tests.conftest import real_alert_light_curves
 
-    batch = records_to_batch([r.record for r in iter_records([str(ZTF_ALERTS)]) if r.record is not None])
-    skipped = ("too_few_points_per_band", "invalid_photometry", "candidate_band_not_gr")
-    usable = [i for i, r in enumerate(cut_reasons(batch)) if batch.error[i] is None and r not in skipped]
-    lcs = build_light_curves(batch, np.array(usable))
+    lcs = real_alert_light_curves()
     assert len(lcs) >= 100
     return lcs.t, WAVELENGTHS[lcs.band], lcs.flux, lcs.flux_err, lcs.mask, time_grid(lcs.t, lcs.mask)
 
