@@ -11,7 +11,7 @@ _CONFIGURED = False
 
 
 class MissingTrainingStack(ImportError):
-    """TensorFlow / tf_keras / tfmot are not installed (``pip install -e .[train]``)."""
+    """TensorFlow / tf_keras / tfmot are not installed (``make train-venv``)."""
 
 
 def configure(threads: int | None = None) -> None:
@@ -32,30 +32,33 @@ def configure(threads: int | None = None) -> None:
         _CONFIGURED = True
 
 
+def _require(module: str, purpose: str):
+    """Import ``module`` or raise :class:`MissingTrainingStack` saying how to install it."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:  # pragma: no cover - depends on the install
+        raise MissingTrainingStack(f"{purpose} needs {module}: make train-venv (tensorflow-cpu, tf-keras, tfmot)") \
+            from exc
+
+
 def tf():
+    """TensorFlow, configured (quiet logs, legacy Keras, thread caps)."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-    try:
-        import tensorflow
-    except ImportError as exc:  # pragma: no cover - depends on the install
-        raise MissingTrainingStack("training needs TensorFlow: make train-venv (tensorflow-cpu, tf-keras, tfmot)") from exc
+    tensorflow = _require("tensorflow", "training")
     configure()
     return tensorflow
 
 
 def keras():
+    """tf_keras (Keras 2), after TensorFlow is configured."""
     tf()
-    try:
-        import tf_keras
-    except ImportError as exc:  # pragma: no cover
-        raise MissingTrainingStack("training needs tf-keras: make train-venv (tensorflow-cpu, tf-keras, tfmot)") from exc
-    return tf_keras
+    return _require("tf_keras", "training")
 
 
 def tfmot():
+    """tensorflow-model-optimization (clustering, pruning), after tf_keras."""
     keras()
-    try:
-        import tensorflow_model_optimization
-    except ImportError as exc:  # pragma: no cover
-        raise MissingTrainingStack("compression needs tensorflow-model-optimization: make train-venv (tensorflow-cpu, tf-keras, tfmot)") from exc
-    return tensorflow_model_optimization
+    return _require("tensorflow_model_optimization", "compression")
