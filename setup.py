@@ -7,7 +7,7 @@ STREAMING = [
     "pandas>=2.2,<3",  # pyspark 4.0 does not support pandas 3
     "pyarrow>=18",
     "fastavro>=1.9.4,<2",
-    "numba>=0.68.1,<0.70",  # fink_t2.fast_avro (compiled alert decoder); 0.68 supports numpy < 2.6
+    "numba>=0.68.1,<0.70",  # fink_t2.alerts.compiled (compiled alert decoder); 0.68 supports numpy < 2.6
     "confluent-kafka>=2.5,<3",
     "ai-edge-litert==2.3.0",
     "pyspark==4.0.0",  # = the Kafka connector jar (jvm/spark/pom.xml); 4.1.1 has SPARK-57438

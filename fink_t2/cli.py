@@ -10,15 +10,18 @@ from pathlib import Path
 
 import pandas as pd
 
-from . import bench, cluster, kafka_broker, replay
-from .alerts import records_to_batch
-from .config import DEFAULT_CONF, ConfigError, load_config
-from .kafka_broker import MissingJarsError
-from .classify import OUTPUT_COLUMNS, classify, classify_batch
-from .model import ModelError, load_model
-from .sources import AlertInput, InputError, iter_alert_inputs
-from .train.cli import add_train_parsers
-from .train.tf_setup import MissingTrainingStack
+from fink_t2.tools import bench
+from fink_t2.spark import cluster
+from fink_t2.kafka import broker
+from fink_t2.kafka import replay
+from fink_t2.alerts.batch import records_to_batch
+from fink_t2.config import DEFAULT_CONF, ConfigError, load_config
+from fink_t2.kafka.broker import MissingJarsError
+from fink_t2.science.classify import OUTPUT_COLUMNS, classify, classify_batch
+from fink_t2.science.model import ModelError, load_model
+from fink_t2.alerts.sources import AlertInput, InputError, iter_alert_inputs
+from fink_t2.train.cli import add_train_parsers
+from fink_t2.train.tf_setup import MissingTrainingStack
 
 READ_CHUNK = 2048  # alerts decoded and classified per step
 
@@ -98,7 +101,7 @@ def cmd_classify(args: argparse.Namespace) -> int:
 
 
 def cmd_plot(args: argparse.Namespace) -> int:
-    from .plot import plot_alert
+    from fink_t2.tools.plot import plot_alert
 
     plot_alert(args.path, args.candid, Path(args.out), args.model)
     print(f"wrote {args.out}")
@@ -129,7 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_stream(args: argparse.Namespace) -> int:
-    from .stream import run
+    from fink_t2.spark.stream import run
 
     config = load_config(args.conf).with_bootstrap(args.bootstrap)
     run(config, once=args.once, timeout=args.timeout)
@@ -137,7 +140,7 @@ def cmd_stream(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from .demo import run_demo
+    from fink_t2.tools.demo import run_demo
 
     run_demo(load_config(args.conf), alerts=args.alerts)
     return 0
@@ -156,7 +159,7 @@ def _add_stream_commands(sub) -> None:
     p.add_argument("--alerts", nargs="+", help="replay these alert files/folders instead of data/alerts")
     p.set_defaults(handler=cmd_demo)
 
-    kafka_broker.add_kafka_parser(sub)
+    broker.add_kafka_parser(sub)
     replay.add_replay_parser(sub)
     bench.add_bench_parser(sub)
     cluster.add_cluster_parser(sub)

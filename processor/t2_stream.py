@@ -13,7 +13,7 @@ import logging
 import sys
 
 from fink_t2.config import DEFAULT_CONF, load_config
-from fink_t2.stream import run
+from fink_t2.spark.stream import run
 
 
 def main(argv: list[str] | None = None) -> int:

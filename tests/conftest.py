@@ -37,9 +37,9 @@ def real_alert_light_curves(min_points_per_band: int = 0):
     """
     import numpy as np
 
-    from fink_t2.alerts import records_to_batch
-    from fink_t2.lightcurve import build_light_curves, cut_reasons
-    from fink_t2.sources import iter_records
+    from fink_t2.alerts.batch import records_to_batch
+    from fink_t2.science.lightcurve import build_light_curves, cut_reasons
+    from fink_t2.alerts.sources import iter_records
 
     root = shared_path("data", "ztf")
     batch = records_to_batch([r.record for r in iter_records([root]) if r.record is not None])

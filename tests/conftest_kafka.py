@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from fink_t2 import kafka_broker as broker
+from fink_t2.kafka import broker
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 _JAR_STAMPS = (REPO_ROOT / "jars" / "kafka" / ".stamp", REPO_ROOT / "jars" / "spark" / ".stamp")

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from fink_t2.cli import main
-from fink_t2.classify import OUTPUT_COLUMNS
+from fink_t2.science.classify import OUTPUT_COLUMNS
 
 from tests.conftest import SAMPLE_ALERTS, shared_path
 

@@ -5,7 +5,7 @@ import argparse
 import logging
 import sys
 
-from .cli import add_train_parsers, add_report_parser
+from fink_t2.train.cli import add_train_parsers, add_report_parser
 
 
 def main(argv=None) -> int:

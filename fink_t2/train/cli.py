@@ -11,8 +11,8 @@ import json
 import sys
 from pathlib import Path
 
-from . import data
-from .fit import LEARNING_RATE, TrainConfig
+from fink_t2.train import data
+from fink_t2.train.fit import LEARNING_RATE, TrainConfig
 
 
 def _progress_enabled(args) -> bool:
@@ -20,7 +20,7 @@ def _progress_enabled(args) -> bool:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from . import pipeline
+    from fink_t2.train import pipeline
 
     spec = pipeline.DataSpec(
         data=args.data, plasticc_dir=args.plasticc, bts_dir=args.bts, plasticc_test_dir=args.plasticc_test or "",
@@ -52,7 +52,7 @@ def _print_variants(summary: dict) -> None:
 
 
 def cmd_compress(args: argparse.Namespace) -> int:
-    from . import pipeline
+    from fink_t2.train import pipeline
 
     if args.table1_only:
         summary = json.loads((Path(args.out) / f"{args.model_id}.compress.json").read_text())
@@ -61,7 +61,7 @@ def cmd_compress(args: argparse.Namespace) -> int:
                                              args.prune_epochs, args.prune_sparsity, progress=_progress_enabled(args))
     _print_variants(summary)
     if args.table1:
-        from . import table1
+        from fink_t2.train import table1
 
         keras_model, _ = pipeline.load_trained(Path(args.out), args.model_id)
         test, desc = _eval_data(args.plasticc_test, None, args.table1_split, "full", 1, progress=_progress_enabled(args))
@@ -93,10 +93,10 @@ def table1_notes(model_id: str, out_dir: Path) -> list[str]:
         f"* Training data: {rec['spec']['data']} — "
         + "; ".join(f"{k}: {d['alerts_or_curves']} light curves of {d['objects']} objects"
                     for k, d in rec["data"].items() if isinstance(d, dict) and "alerts_or_curves" in d) + ".",
-        "* Scaling: `" + rec["spec"]["scaling"] + "` (fink_t2.model_input.scale_input"
+        "* Scaling: `" + rec["spec"]["scaling"] + "` (fink_t2.science.model_input.scale_input"
         + (", median/IQR per band over all training rows, stored in the metadata as `scaling_stats`, as astronet "
            "scaled its training files" if rec["spec"]["scaling"] == "robust_global" else "") + "). GP through "
-        "fink_t2.classify.run_gp (the inference path) at the LSST wavelengths g 4802 Å / r 6231 Å for PLAsTiCC "
+        "fink_t2.science.classify.run_gp (the inference path) at the LSST wavelengths g 4802 Å / r 6231 Å for PLAsTiCC "
         "data (ZTF g 4804.79 Å / r 6436.92 Å for BTS data).",
         f"* Rows dropped because a scaled input exceeded {rec['data'].get('dropped_extreme_inputs', {}).get('max_abs_input')}"
         f" in absolute value: {rec['data'].get('dropped_extreme_inputs', {}).get('rows')}.",
@@ -135,13 +135,13 @@ def table1_notes(model_id: str, out_dir: Path) -> list[str]:
 
 
 def _eval_data(plasticc, bts, split, mode, per_object, progress=False):
-    from . import evaluate
+    from fink_t2.train import evaluate
 
     return evaluate.load_eval_data(plasticc, bts, split, mode, per_object, progress=progress)
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from . import evaluate
+    from fink_t2.train import evaluate
 
     prepared, desc = evaluate.load_eval_data(args.plasticc, args.bts, args.split, args.mode, args.per_object,
                                              progress=_progress_enabled(args))
@@ -227,7 +227,7 @@ def add_train_parsers(subparsers) -> None:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from . import report
+    from fink_t2.train import report
 
     out = report.write_report(Path(args.out_dir), Path(args.doc), args.ours, args.published, ship_dir=args.ship,
                               ship_id=args.ship_id, plasticc_ours=args.plasticc_ours,

@@ -17,10 +17,10 @@ from pathlib import Path
 
 import numpy as np
 
-from . import tf_setup
-from .fit import TrainConfig, compile_model, fit
-from .network import CUSTOM_OBJECTS, HEAD_NAME
-from .tflite_io import (  # noqa: F401  (re-exported: the variants' export helpers)
+from fink_t2.train import tf_setup
+from fink_t2.train.fit import TrainConfig, compile_model, fit
+from fink_t2.train.network import CUSTOM_OBJECTS, HEAD_NAME
+from fink_t2.train.tflite_io import (  # noqa: F401  (re-exported: the variants' export helpers)
     base_metadata, gzip_size, sha256_bytes, tensor_names, tflite_predict, time_tflite, write_model,
 )
 

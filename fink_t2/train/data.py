@@ -1,6 +1,6 @@
 """Training/evaluation data: PLAsTiCC and ZTF BTS light curves → model inputs, cached.
 
-One preprocessing code path: the inference stages of :mod:`fink_t2.classify` (cuts, light
+One preprocessing code path: the inference stages of :mod:`fink_t2.science.classify` (cuts, light
 curves, batched GP, grid) are called here, never re-implemented.
 
 * **Alert mode** (what the stream sees): each labelled light curve is cut into emulated alerts.
@@ -8,20 +8,20 @@ curves, batched GP, grid) are called here, never re-implemented.
   ``history_days`` (30 d = ZTF ``prv_candidates``) up to ``t_a``, with ``jdstarthist`` = the
   object's first detection; ``t_a`` is drawn among the detections within ``max_age_days`` (90 d)
   of that first detection, so every alert passes Fink's ``jd − jdstarthist ≤ 90 d`` cut. The
-  alerts are assembled as an :class:`~fink_t2.alerts.AlertBatch` (magnitudes; a negative flux
-  becomes ``isdiffpos = f``) and go through :func:`~fink_t2.lightcurve.cut_reasons`,
-  :func:`~fink_t2.lightcurve.build_light_curves` (``mag_to_flux``) and
-  :func:`fink_t2.classify.run_gp` exactly as a live alert does.
+  alerts are assembled as an :class:`~fink_t2.alerts.batch.AlertBatch` (magnitudes; a negative flux
+  becomes ``isdiffpos = f``) and go through :func:`~fink_t2.science.lightcurve.cut_reasons`,
+  :func:`~fink_t2.science.lightcurve.build_light_curves` (``mag_to_flux``) and
+  :func:`fink_t2.science.classify.run_gp` exactly as a live alert does.
 * **Full mode** (the t2 paper's training set-up, for Table 1): every g/r epoch of the
   object between its first detection − 50 d and last detection + 50 d, forced photometry
   (signed fluxes) included, as astronet's ``__transient_trim``. Built directly as
-  :class:`~fink_t2.lightcurve.LightCurves` and passed to the same ``run_gp``.
+  :class:`~fink_t2.science.lightcurve.LightCurves` and passed to the same ``run_gp``.
 
 GP wavelengths are those of the survey that took the data: ZTF (``contract.ZTF_WAVELENGTH_A``)
 for BTS, LSST g 4802 Å / r 6231 Å for PLAsTiCC (contract §3.4).
 
 The cache stores the *unscaled* GP means (N, 100, 2), so one cache serves any scaling rule;
-:func:`fink_t2.model_input.scale_input` is applied by the caller with the model's metadata.
+:func:`fink_t2.science.model_input.scale_input` is applied by the caller with the model's metadata.
 """
 from __future__ import annotations
 
@@ -35,16 +35,19 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .. import classify, gp, lightcurve, model_input
-from ..alerts import AlertBatch
-from ..contract import BANDS, GRID_LENGTH, ZERO_POINT, ZTF_WAVELENGTH_A
-from ..lightcurve import BAND_FIDS, LightCurves, build_light_curves, cut_reasons, mag_to_flux
-from ..model_input import band_wavelengths
-from .labels import PLASTICC_ID_TO_INDEX, bts_class_index
+from fink_t2.science import classify
+from fink_t2.science import gp
+from fink_t2.science import lightcurve
+from fink_t2.science import model_input
+from fink_t2.alerts.batch import AlertBatch
+from fink_t2.contract import BANDS, GRID_LENGTH, ZERO_POINT, ZTF_WAVELENGTH_A
+from fink_t2.science.lightcurve import BAND_FIDS, LightCurves, build_light_curves, cut_reasons, mag_to_flux
+from fink_t2.science.model_input import band_wavelengths
+from fink_t2.train.labels import PLASTICC_ID_TO_INDEX, bts_class_index
+from fink_t2.config import REPO_ROOT
 
 log = logging.getLogger(__name__)
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 #: Git-ignored cache of preprocessed inputs (``/run/`` is in .gitignore).
 CACHE_DIR = REPO_ROOT / "run" / "train_cache"
 SHARED_LABELED = REPO_ROOT.parent / "shared" / "data" / "labeled"
@@ -186,7 +189,7 @@ def read_bts(directory: str | Path, split: str = "all", seed: int = SPLIT_SEED,
              val_fraction: float = VAL_FRACTION, labelled_only: bool = True) -> Photometry:
     """ZTF BTS alert photometry in the ``ztf_bts_antares`` layout (``labels.csv`` + ``light_curves/``).
 
-    Detections only; magnitudes → SNANA flux with :func:`fink_t2.lightcurve.mag_to_flux`;
+    Detections only; magnitudes → SNANA flux with :func:`fink_t2.science.lightcurve.mag_to_flux`;
     duplicates (object, MJD, band) dropped; only detections within ``BTS_PHASE_WINDOW`` of the
     BTS peak are kept. ``split``: ``all``, ``train`` or ``val`` (see :func:`split_of`).
     """
@@ -319,7 +322,7 @@ def alert_batch(phot: Photometry, alerts: Alerts, history_days: float = HISTORY_
 def batch_gp_means(batch: AlertBatch, wavelengths: list[float], progress: bool = False
                    ) -> tuple[list[str], np.ndarray, np.ndarray]:
     """Status per alert, and (index, GP means) of the classifiable ones: the stages of
-    :func:`fink_t2.classify.run_stages` before the model (cuts → light curves → batched GP)."""
+    :func:`fink_t2.science.classify.run_stages` before the model (cuts → light curves → batched GP)."""
     status = [f"error:{e}" if e is not None else classify.STATUS_OK for e in batch.error]
     for i, reason in enumerate(cut_reasons(batch)):
         if reason is not None:
@@ -334,7 +337,7 @@ def batch_gp_means(batch: AlertBatch, wavelengths: list[float], progress: bool =
 
 
 def run_gp(lcs: LightCurves, wavelengths: list[float], progress: bool = False, desc: str = "GP") -> np.ndarray:
-    """GP means (N, 100, bands) of ``lcs`` via :func:`fink_t2.classify.run_gp`, in steps."""
+    """GP means (N, 100, bands) of ``lcs`` via :func:`fink_t2.science.classify.run_gp`, in steps."""
     from tqdm import tqdm
 
     out = np.empty((len(lcs), GRID_LENGTH, len(wavelengths)))
@@ -411,7 +414,7 @@ class Prepared:
         return int(len(np.unique(self.object_id)))
 
     def inputs(self, scaling: str, stats: dict | None = None) -> np.ndarray:
-        """(N, 100, 2) float32 model input with :func:`fink_t2.model_input.scale_input`."""
+        """(N, 100, 2) float32 model input with :func:`fink_t2.science.model_input.scale_input`."""
         return model_input.scale_input(self.gp_mean, scaling, stats)
 
     @staticmethod

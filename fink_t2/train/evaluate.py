@@ -1,8 +1,8 @@
 """``fink-t2 evaluate``: metrics of a TFLite model on labelled PLAsTiCC or ZTF BTS data.
 
-The model is loaded with :func:`fink_t2.model.load_model` (sha256 check, metadata) and fed by
+The model is loaded with :func:`fink_t2.science.model.load_model` (sha256 check, metadata) and fed by
 the shared preprocessing (:mod:`fink_t2.train.data`: cuts → light curves → batched GP → grid)
-and :func:`fink_t2.model_input.scale_input` with the model's own scaling rule, then
+and :func:`fink_t2.science.model_input.scale_input` with the model's own scaling rule, then
 ``T2Model.predict`` — so the reported numbers include the temperature stored in the
 metadata, exactly as the runner applies it. ``uncalibrated`` repeats the metrics at T = 1.
 
@@ -19,9 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..contract import CLASS_NAMES
-from ..model import T2Model, load_model, metadata_path, read_metadata
-from . import data, metrics
+from fink_t2.contract import CLASS_NAMES
+from fink_t2.science.model import T2Model, load_model, metadata_path, read_metadata
+from fink_t2.train import data, metrics
 
 log = logging.getLogger(__name__)
 
@@ -113,7 +113,7 @@ def evaluate(model_path: str | Path, prepared: data.Prepared, description: dict 
 
 def write_plots(report: dict, prepared: data.Prepared, probs: dict[str, np.ndarray], stem: Path) -> list[Path]:
     """``<stem>.confusion.png`` and ``<stem>.reliability.png``."""
-    from . import plots
+    from fink_t2.train import plots
 
     y, w = prepared.label, prepared.weight
     name = f"{report['model_id']} on {report['data'].get('source', '?')} {report['data'].get('split', '')}".strip()

@@ -15,8 +15,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from ..contract import CLASS_NAMES
-from . import tf_setup
+from fink_t2.contract import CLASS_NAMES
+from fink_t2.train import tf_setup
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +55,7 @@ def seed_everything(seed: int) -> None:
 
 def compile_model(model, learning_rate: float = LEARNING_RATE, clipnorm: float = 1.0):
     keras = tf_setup.keras()
-    from .network import WeightedLogLoss
+    from fink_t2.train.network import WeightedLogLoss
 
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate=learning_rate, beta_1=0.9, beta_2=0.999,

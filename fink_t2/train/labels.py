@@ -20,7 +20,7 @@ does not separate type I from II and is mapped to ``SLSN-I``.
 """
 from __future__ import annotations
 
-from ..contract import CLASS_NAMES, PLASTICC_IDS
+from fink_t2.contract import CLASS_NAMES, PLASTICC_IDS
 
 #: PLAsTiCC ``target`` id → output index.
 PLASTICC_ID_TO_INDEX: dict[int, int] = {pid: i for i, pid in enumerate(PLASTICC_IDS)}

@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.optimize import minimize_scalar
 
-from ..contract import CLASS_NAMES
+from fink_t2.contract import CLASS_NAMES
 
 EPS = 1e-15
 ECE_BINS = 15
@@ -115,7 +115,7 @@ def ece(y, p, w=None, bins: int = ECE_BINS) -> float:
 
 
 def apply_temperature(p, temperature: float) -> np.ndarray:
-    """p ∝ p^(1/T), rows renormalised (same rule as ``fink_t2.model._calibrate``)."""
+    """p ∝ p^(1/T), rows renormalised (same rule as ``fink_t2.science.model._calibrate``)."""
     logp = np.log(np.clip(np.asarray(p, dtype=np.float64), 1e-30, None)) / temperature
     out = np.exp(logp - logp.max(axis=1, keepdims=True))
     return out / out.sum(axis=1, keepdims=True)

@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..contract import CLASS_NAMES, GRID_LENGTH
-from . import tf_setup
+from fink_t2.contract import CLASS_NAMES, GRID_LENGTH
+from fink_t2.train import tf_setup
 
 keras = tf_setup.keras()
 tf = tf_setup.tf()

@@ -29,10 +29,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ..contract import CLASS_NAMES, ZTF_WAVELENGTH_A
-from . import data as datasets
-from . import metrics
-from .fit import TrainConfig
+from fink_t2.contract import CLASS_NAMES, ZTF_WAVELENGTH_A
+from fink_t2.train import data as datasets
+from fink_t2.train import metrics
+from fink_t2.train.fit import TrainConfig
 
 log = logging.getLogger(__name__)
 
@@ -132,8 +132,8 @@ def git_commit() -> str | None:
 
 
 def _metadata(model_id: str, tflite: bytes, spec: DataSpec, stats: dict | None, description: str, **extra) -> dict:
-    from .compress import base_metadata
-    from .network import N_PARAMETERS
+    from fink_t2.train.compress import base_metadata
+    from fink_t2.train.network import N_PARAMETERS
 
     return base_metadata(
         model_id, tflite, spec.scaling, stats,
@@ -149,7 +149,7 @@ def _metadata(model_id: str, tflite: bytes, spec: DataSpec, stats: dict | None, 
 
 def train(spec: DataSpec, config: TrainConfig, out_dir: Path, model_id: str, progress: bool = True) -> dict:
     """Train the float model; write weights, float TFLite + metadata, history and curves."""
-    from . import compress, fit, network, plots
+    from fink_t2.train import compress, fit, network, plots
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -192,7 +192,7 @@ def _training_summary(record: dict) -> dict:
 
 def load_trained(out_dir: Path, model_id: str):
     """(Keras model with the trained weights, its ``train.json`` record)."""
-    from . import fit, network
+    from fink_t2.train import fit, network
 
     record = json.loads((Path(out_dir) / f"{model_id}.train.json").read_text())
     fit.seed_everything(record["config"]["seed"])  # deterministic ops refuse unseeded initialisers
@@ -205,7 +205,7 @@ def compress_variants(out_dir: Path, model_id: str, cluster_epochs: int = 10, cl
                       prune_epochs: int = 2, prune_sparsity: float = 0.5, progress: bool = True,
                       keras_model=None, record: dict | None = None, training: TrainingData | None = None) -> dict:
     """Build, export and describe the five variants; returns {variant: info}."""
-    from . import compress, fit
+    from fink_t2.train import compress, fit
 
     out_dir = Path(out_dir)
     if keras_model is None or record is None:
@@ -253,7 +253,7 @@ def compress_variants(out_dir: Path, model_id: str, cluster_epochs: int = 10, cl
                          compression=info, training=_training_summary(record))
         info["path"] = str(compress.write_model(out_dir, vid, tflite, meta))
         out[variant] = info
-    from . import plots
+    from fink_t2.train import plots
 
     plots.training_curves({"baseline": record["history"], "clustering fine-tune": cluster_hist,
                            "pruning fine-tune": prune_hist},

@@ -5,8 +5,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..contract import CLASS_NAMES
-from . import metrics
+from fink_t2.contract import CLASS_NAMES
+from fink_t2.train import metrics
 
 
 def _pyplot():

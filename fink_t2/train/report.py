@@ -11,8 +11,8 @@ import json
 import shutil
 from pathlib import Path
 
-from .. import model as runtime
-from .data import REPO_ROOT
+from fink_t2.science import model as runtime
+from fink_t2.train.data import REPO_ROOT
 
 SECTION = "## ZTF validation: our model vs the published model"
 KEYS = ("log_loss", "weighted_log_loss", "accuracy", "macro_f1", "snia_vs_rest_auc", "ece")
@@ -38,7 +38,7 @@ def mapping_lines(bts_dir: Path) -> list[str]:
     """The BTS type → t2 class mapping (``fink_t2.train.labels``) with object counts of ``labels.csv``."""
     import pandas as pd
 
-    from .labels import mapping_table
+    from fink_t2.train.labels import mapping_table
 
     labels_csv = bts_dir / "labels.csv"
     if not labels_csv.is_file():
@@ -60,8 +60,8 @@ def section(ours: dict, published: dict, images: dict[str, str], extra: list[str
              f"{ours['n_objects']} objects, {ours['n_alerts']} emulated alerts ({d.get('per_object')} per object, "
              f"seed {d.get('seed')}, ≤ {d.get('history_days')} d of detections, ≤ {d.get('max_age_days')} d since the "
              "first detection). Every metric weights an alert by 1/(alerts of its object). Both models go through the "
-             "same preprocessing (`fink_t2.lightcurve` cuts and light curves, `fink_t2.classify.run_gp`, "
-             "`fink_t2.model_input.scale_input` with each model's metadata scaling, `T2Model.predict`).", "",
+             "same preprocessing (`fink_t2.science.lightcurve` cuts and light curves, `fink_t2.science.classify.run_gp`, "
+             "`fink_t2.science.model_input.scale_input` with each model's metadata scaling, `T2Model.predict`).", "",
              "| model | " + " | ".join(KEYS) + " |", "|---|" + "---|" * len(KEYS)]
     lines.append(_row(f"published `{published['model_id']}` (T = 1, as shipped)", published["uncalibrated"]))
     if "temperature_fit" in published:
@@ -169,7 +169,7 @@ def ship(model_path: Path, ship_dir: Path, ship_id: str, ours: dict, published: 
         raise ValueError(f"{model_path} is {size} bytes, above the {MAX_SHIP_BYTES} B budget")
     meta = json.loads(runtime.metadata_path(model_path).read_text())
     meta["model_id"] = ship_id
-    from .tflite_io import tensor_names
+    from fink_t2.train.tflite_io import tensor_names
 
     input_name, output_name = tensor_names(model_path.read_bytes())
     meta["input"]["name"], meta["output"]["name"] = input_name, output_name

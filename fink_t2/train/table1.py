@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..model import DEFAULT_MODEL, load_model
-from . import data, evaluate, metrics
+from fink_t2.science.model import DEFAULT_MODEL, load_model
+from fink_t2.train import data, evaluate, metrics
 
 #: The paper's figures (contract §8; Apple M1 Pro; inference = one ZTF alert packet).
 PAPER_ROWS: list[tuple[str, str, str, str, str]] = [
@@ -34,7 +34,7 @@ PAPER_ROWS: list[tuple[str, str, str, str, str]] = [
 
 def measure(variants: dict, keras_model, test: data.Prepared, published: Path | None = DEFAULT_MODEL) -> dict:
     """Rows of the reproduced table: {name: {size, gzip, load_ms, inference_ms, log-losses}}."""
-    from . import tflite_io
+    from fink_t2.train import tflite_io
 
     rows: dict[str, dict] = {}
     x_any = None
@@ -54,7 +54,7 @@ def measure(variants: dict, keras_model, test: data.Prepared, published: Path | 
             "note": info["note"],
         }
     if keras_model is not None and x_any is not None:
-        from . import compress
+        from fink_t2.train import compress
 
         with tempfile.TemporaryDirectory() as tmp:
             saved = compress.time_savedmodel(keras_model, Path(tmp) / "savedmodel", x_any)

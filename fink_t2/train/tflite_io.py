@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..contract import BANDS, CLASS_NAMES, GRID_LENGTH, PLASTICC_IDS
+from fink_t2.contract import BANDS, CLASS_NAMES, GRID_LENGTH, PLASTICC_IDS
 
 
 def sha256_bytes(data: bytes) -> str:

@@ -1,0 +1,457 @@
+"""A single-node KRaft Kafka broker on 127.0.0.1 for development and tests, plus jar look-ups.
+
+The broker runs from the jars that ``make jars`` copies to ``<repo>/jars/kafka`` (see
+``jvm/kafka/pom.xml``); its data, log, properties and PID file live in a git-ignored run folder
+(default ``<repo>/run/kafka``). Only loopback addresses are ever used.
+
+Plain functions: :func:`up`, :func:`down`, :func:`status`, :func:`create_topic`,
+:func:`delete_topics`, :func:`spark_kafka_jars`. CLI pieces: :func:`add_kafka_parser` and
+:func:`run_kafka` (``fink-t2 kafka up|down|status``), or :func:`main_kafka` standalone.
+"""
+from __future__ import annotations
+
+import argparse
+import base64
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka.admin import AdminClient, NewTopic
+from fink_t2.config import REPO_ROOT
+
+log = logging.getLogger(__name__)
+
+DEFAULT_RUN_DIR = REPO_ROOT / "run" / "kafka"
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 9092
+DEFAULT_BOOTSTRAP = f"{DEFAULT_HOST}:{DEFAULT_PORT}"
+LOG4J_CONFIG = REPO_ROOT / "conf" / "log4j-kafka.properties"
+
+#: Largest message the broker, its topics and our producers accept, bytes (ZTF alerts are ~70 KB,
+#: Fink-enriched ones a few hundred KB; 10 MB leaves room for long histories).
+MAX_MESSAGE_BYTES = 10 * 1024 * 1024
+
+#: Jars the Spark Kafka source/sink needs on ``spark.jars``, by file-name prefix. Everything else
+#: of the connector's runtime closure already ships with pyspark and must not be added twice.
+SPARK_KAFKA_JAR_PREFIXES: tuple[str, ...] = (
+    "spark-sql-kafka-0-10_",
+    "spark-token-provider-kafka-0-10_",
+    "kafka-clients-",
+    "commons-pool2-",
+)
+
+_LOOPBACK_HOSTS = ("127.0.0.1", "localhost")
+_BROKER_MAIN_CLASS = "kafka.Kafka"
+_JVM_HEAP = "-Xmx1g"
+#: Popen handles of brokers started by this process, by PID, so they are reaped (no zombies and
+#: no "subprocess still running" ResourceWarning).
+_STARTED: dict[int, subprocess.Popen[bytes]] = {}
+
+
+class BrokerError(RuntimeError):
+    """The broker could not be started, stopped or reached."""
+
+
+class MissingJarsError(FileNotFoundError):
+    """Jars expected under ``<repo>/jars`` are missing: run ``make jars``."""
+
+
+@dataclass(frozen=True)
+class BrokerFiles:
+    """Where one broker keeps its state, all under ``run_dir``."""
+
+    run_dir: Path
+
+    @property
+    def properties(self) -> Path:
+        return self.run_dir / "server.properties"
+
+    @property
+    def data_dir(self) -> Path:
+        return self.run_dir / "data"
+
+    @property
+    def log_file(self) -> Path:
+        return self.run_dir / "broker.log"
+
+    @property
+    def pid_file(self) -> Path:
+        return self.run_dir / "broker.pid"
+
+    @property
+    def formatted_marker(self) -> Path:
+        """Written by the StorageTool when the log directory is formatted."""
+        return self.data_dir / "meta.properties"
+
+
+# --------------------------------------------------------------------------------------- jars
+def _missing_jars_message(what: str, repo_root: Path) -> str:
+    return f"{what} not found; run `make jars` in {repo_root} (needs Java 17 and Maven)"
+
+
+def kafka_broker_jars_dir(repo_root: Path = REPO_ROOT) -> Path:
+    """Folder of the broker's runtime classpath; raises :class:`MissingJarsError` if not fetched."""
+    jars_dir = Path(repo_root) / "jars" / "kafka"
+    if not (jars_dir / ".stamp").is_file():
+        raise MissingJarsError(_missing_jars_message(f"Kafka broker jars in {jars_dir}", repo_root))
+    return jars_dir
+
+
+def spark_kafka_jars(repo_root: Path | str = REPO_ROOT) -> list[str]:
+    """Absolute paths of the four jars the Spark Kafka connector needs on ``spark.jars``.
+
+    Raises :class:`MissingJarsError` (telling to run ``make jars``) if any is missing.
+    """
+    root = Path(repo_root)
+    jars_dir = root / "jars" / "spark"
+    available = sorted(jars_dir.glob("*.jar")) if jars_dir.is_dir() else []
+    paths: list[str] = []
+    for prefix in SPARK_KAFKA_JAR_PREFIXES:
+        matches = [jar for jar in available if jar.name.startswith(prefix)]
+        if len(matches) != 1:
+            found = ", ".join(jar.name for jar in matches) or "none"
+            raise MissingJarsError(
+                _missing_jars_message(f"exactly one {prefix}*.jar in {jars_dir} (found {found})", root)
+            )
+        paths.append(str(matches[0].resolve()))
+    return paths
+
+
+def fetch_jars(repo_root: Path = REPO_ROOT) -> None:
+    """Run ``make -f mk/jvm.mk jars`` (a no-op when the jars are up to date)."""
+    subprocess.run(["make", "--no-print-directory", "-f", "mk/jvm.mk", "jars"], cwd=repo_root, check=True)
+
+
+# ----------------------------------------------------------------------------- configuration
+def server_properties(data_dir: Path, port: int, controller_port: int) -> str:
+    """Text of a single-node broker+controller ``server.properties`` bound to 127.0.0.1."""
+    settings = {
+        "process.roles": "broker,controller",
+        "node.id": "1",
+        "controller.quorum.voters": f"1@{DEFAULT_HOST}:{controller_port}",
+        "listeners": f"PLAINTEXT://{DEFAULT_HOST}:{port},CONTROLLER://{DEFAULT_HOST}:{controller_port}",
+        "advertised.listeners": f"PLAINTEXT://{DEFAULT_HOST}:{port}",
+        "controller.listener.names": "CONTROLLER",
+        "inter.broker.listener.name": "PLAINTEXT",
+        "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+        "log.dirs": str(data_dir),
+        "num.partitions": "2",
+        "auto.create.topics.enable": "true",
+        "offsets.topic.replication.factor": "1",
+        # 50 by default: creating them slows the first consumer-group join on 2 cores.
+        "offsets.topic.num.partitions": "4",
+        "transaction.state.log.replication.factor": "1",
+        "transaction.state.log.min.isr": "1",
+        # 50 by default: the idempotent producer's first PID request waits for them all.
+        "transaction.state.log.num.partitions": "4",
+        "share.coordinator.state.topic.replication.factor": "1",
+        "share.coordinator.state.topic.min.isr": "1",
+        "group.initial.rebalance.delay.ms": "0",
+        "message.max.bytes": str(MAX_MESSAGE_BYTES),
+        "replica.fetch.max.bytes": str(MAX_MESSAGE_BYTES),
+        "log.retention.hours": str(30 * 24),
+        "log.retention.bytes": "-1",
+    }
+    lines = ["# Written by fink_t2.kafka.broker; rewritten at every start."]
+    lines += [f"{key}={value}" for key, value in settings.items()]
+    return "\n".join(lines) + "\n"
+
+
+def _read_properties(path: Path) -> dict[str, str]:
+    pairs = (line.split("=", 1) for line in path.read_text().splitlines() if "=" in line)
+    return {key.strip(): value.strip() for key, value in pairs if not key.lstrip().startswith("#")}
+
+
+def _configured_bootstrap(files: BrokerFiles) -> str:
+    """``HOST:PORT`` the broker of ``files`` advertises."""
+    listener = _read_properties(files.properties)["advertised.listeners"]
+    return listener.split("://", 1)[1]
+
+
+def _parse_bootstrap(bootstrap: str) -> tuple[str, int]:
+    host, sep, port = bootstrap.rpartition(":")
+    if not sep or not port.isdigit():
+        raise ValueError(f"bootstrap must be HOST:PORT, got {bootstrap!r}")
+    return host, int(port)
+
+
+def _new_cluster_id() -> str:
+    """A Kafka cluster id: 16 random bytes, URL-safe base64 without padding (as StorageTool random-uuid)."""
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+        if not cluster_id.startswith("-"):  # Kafka avoids ids that look like a CLI option
+            return cluster_id
+
+
+# --------------------------------------------------------------------------------- processes
+def _java_command(jars_dir: Path, main_class: str, *args: str) -> list[str]:
+    return [
+        "java", _JVM_HEAP, "-Djava.awt.headless=true",
+        f"-Dlog4j2.configurationFile={LOG4J_CONFIG}",
+        "-cp", f"{jars_dir}/*", main_class, *args,
+    ]
+
+
+def _format_storage(files: BrokerFiles, jars_dir: Path) -> None:
+    """Format the KRaft log directory once (about 1.5 s of JVM start)."""
+    command = _java_command(jars_dir, "kafka.tools.StorageTool", "format",
+                            "-t", _new_cluster_id(), "-c", str(files.properties))
+    result = subprocess.run(command, capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        raise BrokerError(f"kafka StorageTool format failed ({result.returncode}):\n"
+                          f"{result.stdout}{result.stderr}")
+
+
+def _read_pid(files: BrokerFiles) -> int | None:
+    try:
+        return int(files.pid_file.read_text().strip())
+    except FileNotFoundError:
+        return None
+
+
+def _is_running(pid: int) -> bool:
+    """True if ``pid`` is alive (a child of ours that exited is reaped, not counted)."""
+    process = _STARTED.get(pid)
+    if process is not None:
+        return process.poll() is None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _is_our_broker(pid: int, files: BrokerFiles) -> bool:
+    """True if ``pid`` is alive and is the broker of ``files`` (guards against PID reuse)."""
+    if not _is_running(pid):
+        return False
+    cmdline_file = Path(f"/proc/{pid}/cmdline")
+    if not cmdline_file.exists():  # no procfs (macOS): trust the PID file
+        return True
+    arguments = cmdline_file.read_bytes().split(b"\0")
+    return _BROKER_MAIN_CLASS.encode() in arguments and str(files.properties).encode() in arguments
+
+
+def _running_pid(files: BrokerFiles) -> int | None:
+    """PID of the broker of ``files`` if it runs; removes a stale PID file."""
+    pid = _read_pid(files)
+    if pid is None:
+        return None
+    if _is_our_broker(pid, files):
+        return pid
+    log.info("removing stale PID file %s (pid %d is not running this broker)", files.pid_file, pid)
+    files.pid_file.unlink(missing_ok=True)
+    return None
+
+
+def _log_tail(files: BrokerFiles, lines: int = 30) -> str:
+    if not files.log_file.exists():
+        return "(no broker log)"
+    return "\n".join(files.log_file.read_text(errors="replace").splitlines()[-lines:])
+
+
+def _start_broker(files: BrokerFiles, jars_dir: Path) -> int:
+    """Start the broker JVM in the background, in its own session; returns its PID."""
+    command = _java_command(jars_dir, _BROKER_MAIN_CLASS, str(files.properties))
+    with files.log_file.open("ab") as log_stream:
+        process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log_stream,
+                                   stderr=subprocess.STDOUT, cwd=files.run_dir, start_new_session=True)
+    _STARTED[process.pid] = process
+    files.pid_file.write_text(f"{process.pid}\n")
+    return process.pid
+
+
+def _wait_until_ready(files: BrokerFiles, pid: int, bootstrap: str, timeout: float) -> None:
+    """Poll the broker until it answers; stop it and raise :class:`BrokerError` if it never does."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not _is_running(pid):
+            files.pid_file.unlink(missing_ok=True)
+            raise BrokerError(f"Kafka broker (pid {pid}) exited during start-up; log tail:\n{_log_tail(files)}")
+        if status(bootstrap, timeout=1.0):
+            return
+        time.sleep(0.2)
+    down(files.run_dir)
+    raise BrokerError(f"Kafka broker at {bootstrap} not ready after {timeout:.0f} s (stopped it); "
+                      f"log tail:\n{_log_tail(files)}")
+
+
+# ------------------------------------------------------------------------------- public API
+def _accepts_tcp(bootstrap: str, timeout: float) -> bool:
+    """Fast pre-check: does anything accept TCP connections at ``bootstrap``?"""
+    host, port = _parse_bootstrap(bootstrap)
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError as error:
+        log.debug("nothing accepts connections at %s: %s", bootstrap, error)
+        return False
+
+
+def status(bootstrap: str = DEFAULT_BOOTSTRAP, timeout: float = 2.0) -> bool:
+    """True if a broker at ``bootstrap`` answers a metadata request within ``timeout`` seconds."""
+    if not _accepts_tcp(bootstrap, timeout):
+        return False
+    # A refused connection is the expected "no" here: keep librdkafka's own log quiet and report
+    # the reason at debug level instead.
+    admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 0,
+                         "socket.connection.setup.timeout.ms": max(1000, int(timeout * 1000))})
+    try:
+        metadata = admin.list_topics(timeout=timeout)
+    except KafkaException as error:
+        log.debug("no Kafka broker answers at %s: %s", bootstrap, error)
+        return False
+    return bool(metadata.brokers)
+
+
+def up(run_dir: Path | str = DEFAULT_RUN_DIR, port: int = DEFAULT_PORT, controller_port: int | None = None,
+       timeout: float = 60.0, repo_root: Path = REPO_ROOT) -> str:
+    """Start the broker of ``run_dir`` on 127.0.0.1:``port`` and wait until it answers.
+
+    ``controller_port`` defaults to ``port + 1``; ``timeout`` is in seconds. A no-op if this
+    broker already runs on ``port``. Returns the bootstrap string ``127.0.0.1:PORT``.
+    """
+    files = BrokerFiles(Path(run_dir).resolve())
+    bootstrap = f"{DEFAULT_HOST}:{port}"
+    running = _running_pid(files)
+    if running is not None:
+        return _attach_to_running(files, running, bootstrap, timeout)
+    jars_dir = kafka_broker_jars_dir(repo_root)
+    files.data_dir.mkdir(parents=True, exist_ok=True)
+    files.properties.write_text(server_properties(files.data_dir, port, controller_port or port + 1))
+    if not files.formatted_marker.exists():
+        _format_storage(files, jars_dir)
+    pid = _start_broker(files, jars_dir)
+    log.info("started Kafka broker pid %d at %s (log %s)", pid, bootstrap, files.log_file)
+    _wait_until_ready(files, pid, bootstrap, timeout)
+    return bootstrap
+
+
+def _attach_to_running(files: BrokerFiles, pid: int, bootstrap: str, timeout: float) -> str:
+    """``up`` on a broker that already runs: check the port, wait if it is still starting."""
+    running_bootstrap = _configured_bootstrap(files)
+    if running_bootstrap != bootstrap:
+        raise BrokerError(f"the broker of {files.run_dir} already runs at {running_bootstrap} "
+                          f"(pid {pid}), not at {bootstrap}; run `down` first")
+    _wait_until_ready(files, pid, bootstrap, timeout)
+    return bootstrap
+
+
+def down(run_dir: Path | str = DEFAULT_RUN_DIR, timeout: float = 30.0) -> bool:
+    """Stop the broker whose PID is in ``run_dir``'s PID file: SIGTERM, then SIGKILL after ``timeout`` s.
+
+    Returns True if a running broker was stopped, False if none was running.
+    """
+    files = BrokerFiles(Path(run_dir).resolve())
+    pid = _running_pid(files)
+    if pid is None:
+        return False
+    os.kill(pid, signal.SIGTERM)
+    if not _wait_for_exit(pid, timeout):
+        log.warning("Kafka broker pid %d ignored SIGTERM for %.0f s; sending SIGKILL", pid, timeout)
+        os.kill(pid, signal.SIGKILL)
+        if not _wait_for_exit(pid, 10.0):
+            raise BrokerError(f"Kafka broker pid {pid} survived SIGKILL")
+    _STARTED.pop(pid, None)
+    files.pid_file.unlink(missing_ok=True)
+    return True
+
+
+def _wait_for_exit(pid: int, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while _is_running(pid):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.1)
+    return True
+
+
+def create_topic(bootstrap: str, name: str, partitions: int = 2, timeout: float = 30.0,
+                 exist_ok: bool = False) -> None:
+    """Create topic ``name`` (replication 1, ``max.message.bytes`` = :data:`MAX_MESSAGE_BYTES`)."""
+    topic = NewTopic(name, num_partitions=partitions, replication_factor=1,
+                     config={"max.message.bytes": str(MAX_MESSAGE_BYTES)})
+    admin = AdminClient({"bootstrap.servers": bootstrap})  # must outlive the future
+    future = admin.create_topics([topic], request_timeout=timeout)[name]
+    try:
+        future.result(timeout=timeout)
+    except KafkaException as error:
+        if exist_ok and error.args[0].code() == KafkaError.TOPIC_ALREADY_EXISTS:
+            return
+        raise
+
+
+def delete_topics(bootstrap: str, names: Iterable[str], timeout: float = 30.0, missing_ok: bool = True) -> None:
+    """Delete topics ``names``; unknown topics are ignored when ``missing_ok``."""
+    names = list(names)
+    if not names:
+        return
+    admin = AdminClient({"bootstrap.servers": bootstrap})  # must outlive the futures
+    futures = admin.delete_topics(names, request_timeout=timeout)
+    for future in futures.values():
+        try:
+            future.result(timeout=timeout)
+        except KafkaException as error:
+            if not (missing_ok and error.args[0].code() == KafkaError.UNKNOWN_TOPIC_OR_PART):
+                raise
+
+
+# ------------------------------------------------------------------------------------- CLI
+def add_kafka_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Add ``kafka up|down|status [--bootstrap HOST:PORT] [--run-dir DIR]`` to a main CLI."""
+    parser = subparsers.add_parser("kafka", help="local single-node Kafka broker on 127.0.0.1",
+                                   description="Manage the local single-node KRaft Kafka broker.")
+    parser.add_argument("action", choices=("up", "down", "status"))
+    parser.add_argument("--bootstrap", default=DEFAULT_BOOTSTRAP,
+                        help=f"HOST:PORT of the broker; HOST must be loopback (default {DEFAULT_BOOTSTRAP})")
+    parser.add_argument("--run-dir", type=Path, default=DEFAULT_RUN_DIR,
+                        help=f"data, log and PID folder (default {DEFAULT_RUN_DIR})")
+    parser.add_argument("--controller-port", type=int, default=None,
+                        help="KRaft controller port (default: broker port + 1)")
+    parser.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for start/stop")
+    parser.set_defaults(handler=run_kafka)
+    return parser
+
+
+def run_kafka(args: argparse.Namespace) -> int:
+    """Run one ``kafka`` action; exit code 0 on success (for ``status``: only if the broker answers)."""
+    host, port = _parse_bootstrap(args.bootstrap)
+    if args.action == "status":
+        answering = status(args.bootstrap)
+        print(f"Kafka broker at {args.bootstrap}: {'up' if answering else 'down'}")
+        return 0 if answering else 1
+    if args.action == "down":
+        stopped = down(args.run_dir, timeout=args.timeout)
+        print(f"Kafka broker of {args.run_dir}: {'stopped' if stopped else 'was not running'}")
+        return 0
+    if host not in _LOOPBACK_HOSTS:
+        print(f"refusing to start a broker on {host}: only 127.0.0.1 is supported", file=sys.stderr)
+        return 2
+    started = time.monotonic()
+    bootstrap = up(args.run_dir, port=port, controller_port=args.controller_port, timeout=args.timeout)
+    pid = _read_pid(BrokerFiles(Path(args.run_dir).resolve()))
+    print(f"Kafka broker up at {bootstrap} (pid {pid}, {time.monotonic() - started:.1f} s, run dir {args.run_dir})")
+    return 0
+
+
+def main_kafka(argv: Sequence[str] | None = None) -> int:
+    """Standalone entry point: ``python -m fink_t2.kafka.broker up|down|status [...]``."""
+    parser = argparse.ArgumentParser(prog="fink-t2")
+    add_kafka_parser(parser.add_subparsers(dest="command", required=True))
+    return run_kafka(parser.parse_args(["kafka", *(sys.argv[1:] if argv is None else argv)]))
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    sys.exit(main_kafka())

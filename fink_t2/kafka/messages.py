@@ -1,0 +1,132 @@
+"""Output messages: enriched alerts, compact scores and dead-letter records.
+
+Enriched alert = the original ZTF alert plus the t2 fields, as one Avro object container
+(writer schema embedded, like the ZTF packets), so ``fastavro.reader`` on the message bytes
+yields the alert with ``candid`` and the t2 fields. The t2 fields are appended at the end
+of the top-level record. Avro encodes a record as the concatenation of its fields, so the
+enriched record bytes are the original record bytes followed by the encoded t2 fields: no
+re-encoding of the 44 KB alert (cutouts included) is needed.
+
+Enriched schema version: ``ENRICHED_SCHEMA_VERSION`` (field ``t2_schema_version``).
+"""
+from __future__ import annotations
+
+import io
+import json
+import math
+from collections.abc import Mapping
+from functools import lru_cache
+from typing import Any
+
+import fastavro
+
+from fink_t2.alerts.container import build_single_record_container, parse_container
+
+ENRICHED_SCHEMA_VERSION = "1.0"
+
+#: Avro fields appended to the alert record (documented in README "Output topics").
+T2_FIELDS: tuple[dict, ...] = (
+    {"name": "t2_schema_version", "type": "string", "doc": "fink_t2 enriched-alert schema version"},
+    {"name": "t2_status", "type": "string", "doc": "ok | cut:<reason> | error:<reason>"},
+    {"name": "t2_class", "type": ["null", "string"], "default": None, "doc": "argmax class (null unless ok)"},
+    {"name": "t2_probs", "type": ["null", {"type": "map", "values": "double"}], "default": None,
+     "doc": "class name -> probability, sums to 1 (null unless ok)"},
+    {"name": "t2_snia", "type": ["null", "double"], "default": None, "doc": "P(SNIa) (null unless ok)"},
+    {"name": "t2_model", "type": "string", "doc": "model id (data/models/<id>.json)"},
+)
+_T2_RECORD = fastavro.parse_schema({"type": "record", "name": "t2_fields", "fields": list(T2_FIELDS)})
+
+DEADLETTER_SCHEMA = fastavro.parse_schema({
+    "type": "record", "name": "deadletter", "namespace": "fink_t2",
+    "doc": "An input message that could not be classified, with its reason and origin",
+    "fields": [
+        {"name": "reason", "type": "string"},
+        {"name": "topic", "type": ["null", "string"], "default": None},
+        {"name": "partition", "type": ["null", "int"], "default": None},
+        {"name": "offset", "type": ["null", "long"], "default": None},
+        {"name": "key", "type": ["null", "bytes"], "default": None},
+        {"name": "value", "type": ["null", "bytes"], "default": None},
+        {"name": "t2_schema_version", "type": "string"},
+    ],
+})
+
+
+class EnrichError(ValueError):
+    """The alert bytes cannot carry the t2 fields (e.g. the schema already has them)."""
+
+
+def _t2_values(result: Mapping[str, Any]) -> dict[str, Any]:
+    snia = result.get("t2_snia")
+    probs = result.get("t2_probs")
+    return {
+        "t2_schema_version": ENRICHED_SCHEMA_VERSION,
+        "t2_status": result["t2_status"],
+        "t2_class": result.get("t2_class"),
+        "t2_probs": dict(probs) if probs else None,
+        "t2_snia": None if snia is None or (isinstance(snia, float) and math.isnan(snia)) else float(snia),
+        "t2_model": result["t2_model"],
+    }
+
+
+@lru_cache(maxsize=64)
+def enriched_schema_json(writer_schema_json: bytes) -> bytes:
+    """The alert's writer schema with the t2 fields appended (cached per writer schema)."""
+    schema = json.loads(writer_schema_json)
+    existing = {f["name"] for f in schema["fields"]}
+    clash = existing & {f["name"] for f in T2_FIELDS}
+    if clash:
+        raise EnrichError(f"alert schema already has t2 fields: {sorted(clash)}")
+    schema["fields"] = schema["fields"] + list(T2_FIELDS)
+    return json.dumps(schema, separators=(",", ":")).encode()
+
+
+def encode_t2_fields(result: Mapping[str, Any]) -> bytes:
+    """Avro binary encoding of the t2 fields of one result row."""
+    buf = io.BytesIO()
+    fastavro.schemaless_writer(buf, _T2_RECORD, _t2_values(result))
+    return buf.getvalue()
+
+
+def enrich_alert(payload: bytes, result: Mapping[str, Any]) -> bytes:
+    """The enriched alert container: the original alert record + the t2 fields.
+
+    ``result`` holds the ``classify`` output columns of this alert.
+    """
+    container = parse_container(payload)
+    schema_json = enriched_schema_json(container.schema_json)
+    if container.codec == "null" and len(container.blocks) == 1 and container.blocks[0].count == 1:
+        return build_single_record_container(schema_json, container.sync, container.blocks[0].data + encode_t2_fields(result))
+    records = list(fastavro.reader(io.BytesIO(payload)))
+    if len(records) != 1:
+        raise EnrichError(f"expected one alert per message, found {len(records)}")
+    out = io.BytesIO()
+    fastavro.writer(out, fastavro.parse_schema(json.loads(schema_json)), [records[0] | _t2_values(result)])
+    return out.getvalue()
+
+
+def score_message(result: Mapping[str, Any]) -> bytes:
+    """Compact JSON score record (objectId, candid and the t2 fields), UTF-8."""
+    values = _t2_values(result)
+    values.pop("t2_schema_version")
+    record = {"objectId": result.get("objectId"), "candid": _int_or_none(result.get("candid"))} | values
+    return json.dumps(record, separators=(",", ":")).encode()
+
+
+def deadletter_message(reason: str, value: bytes | None, key: bytes | None = None, topic: str | None = None,
+                       partition: int | None = None, offset: int | None = None) -> bytes:
+    """Dead-letter record (Avro container): reason, origin and the raw bytes."""
+    out = io.BytesIO()
+    fastavro.writer(out, DEADLETTER_SCHEMA, [{
+        "reason": reason, "topic": topic, "partition": partition, "offset": offset,
+        "key": key, "value": value, "t2_schema_version": ENRICHED_SCHEMA_VERSION,
+    }])
+    return out.getvalue()
+
+
+def _int_or_none(value: Any) -> int | None:
+    if value is None:
+        return None
+    try:
+        return int(value)
+    except (TypeError, ValueError):  # pandas NA and friends
+        return None

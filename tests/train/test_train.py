@@ -1,0 +1,252 @@
+"""Tests of fink_t2.train: metrics, labels, alert emulation, the shared preprocessing path,
+the t2 network and loss, a few-epoch training → TFLite, and clustering.
+
+TensorFlow tests skip when the ``[train]`` extra is not installed; data tests skip when
+``../shared`` is absent.
+"""
+from __future__ import annotations
+
+import importlib.util
+import json
+
+import numpy as np
+import pytest
+
+from fink_t2.contract import CLASS_NAMES
+from fink_t2.train import labels, metrics
+
+from tests.conftest import shared_path
+
+HAS_TF = all(importlib.util.find_spec(m) is not None for m in ("tensorflow", "tf_keras", "tensorflow_model_optimization"))
+needs_tf = pytest.mark.skipif(not HAS_TF, reason="needs the training stack: pip install -e '.[train]' "
+                                                 "(tensorflow-cpu, tf-keras, tensorflow-model-optimization)")
+SNIA, SNII, SNIBC = (CLASS_NAMES.index(c) for c in ("SNIa", "SNII", "SNIbc"))
+
+
+# ------------------------------------------------------------------------------------ metrics
+
+
+def _one_hot_probs(rows):
+    """(N, 14) probabilities from {class: p} dicts, rest spread evenly."""
+    out = np.zeros((len(rows), len(CLASS_NAMES)))
+    for i, row in enumerate(rows):
+        rest = (1.0 - sum(row.values())) / (len(CLASS_NAMES) - len(row))
+        out[i] = rest
+        for c, p in row.items():
+            out[i, c] = p
+    return out
+
+
+def test_metrics_hand_made_case():
+    y = np.array([SNIA, SNIA, SNIA, SNII])
+    p = _one_hot_probs([{SNIA: 0.8, SNII: 0.1}, {SNIA: 0.6, SNII: 0.3}, {SNIA: 0.2, SNII: 0.7}, {SNIA: 0.3, SNII: 0.6}])
+    assert metrics.accuracy(y, p) == pytest.approx(0.75)
+    assert metrics.log_loss(y, p) == pytest.approx(-np.mean(np.log([0.8, 0.6, 0.2, 0.6])))
+    # class-balanced: mean over present classes of the per-class mean
+    assert metrics.weighted_log_loss(y, p) == pytest.approx(
+        0.5 * (-np.mean(np.log([0.8, 0.6, 0.2]))) + 0.5 * (-np.log(0.6)))
+    # SNIa F1: tp 2, fp 0, fn 1 -> 0.8; SNII: tp 1, fp 1, fn 0 -> 2/3
+    assert metrics.macro_f1(y, p) == pytest.approx((0.8 + 2 / 3) / 2)
+    # P(SNIa) positives 0.8, 0.6, 0.2 vs negative 0.3: 2 of 3 pairs ranked right
+    assert metrics.snia_vs_rest_auc(y, p) == pytest.approx(2 / 3)
+    # ECE with 15 bins: confidences 0.8 (ok), 0.6 (ok), 0.7 (wrong), 0.6 (ok)
+    # bins: 0.6 -> [0.6, 0.667) twice: acc 1, conf 0.6; 0.7 -> [0.667, 0.733): acc 0; 0.8 -> [0.733, 0.8]: acc 1
+    assert metrics.ece(y, p) == pytest.approx((2 * 0.4 + 0.7 + 0.2) / 4)
+
+
+def test_metrics_weights_count_objects_once():
+    y = np.array([SNIA, SNIA, SNII])
+    p = _one_hot_probs([{SNIA: 0.9}, {SNIA: 0.9}, {SNII: 0.5}])
+    w = np.array([0.5, 0.5, 1.0])
+    assert metrics.accuracy(y, p, w) == pytest.approx(1.0)
+    assert metrics.log_loss(y, p, w) == pytest.approx(-(np.log(0.9) + np.log(0.5)) / 2)
+
+
+def test_auc_ties_and_degenerate():
+    assert metrics.roc_auc([True, False], [0.5, 0.5]) == pytest.approx(0.5)
+    assert metrics.roc_auc([True, True, False, False], [0.9, 0.8, 0.1, 0.2]) == pytest.approx(1.0)
+    assert np.isnan(metrics.roc_auc([True, True], [0.1, 0.2]))
+
+
+def test_temperature_scaling_round_trip():
+    rng = np.random.default_rng(0)
+    logits = rng.normal(size=(400, 14)) * 3
+    y = np.array([rng.choice(14, p=np.exp(row) / np.exp(row).sum()) for row in logits])
+    calibrated = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    overconfident = metrics.apply_temperature(calibrated, 0.5)  # sharpened
+    t = metrics.fit_temperature(y, overconfident)
+    assert t == pytest.approx(2.0, rel=0.25)
+    assert metrics.log_loss(y, metrics.apply_temperature(overconfident, t)) < metrics.log_loss(y, overconfident)
+    # same rule as the runner
+    from fink_t2.science.model import _calibrate
+    np.testing.assert_allclose(metrics.apply_temperature(calibrated, 1.7), _calibrate(calibrated, 1.7), atol=1e-12)
+
+
+# ------------------------------------------------------------------------------------ labels
+
+
+@pytest.mark.parametrize(("bts_type", "expected"), [
+    ("SN Ia", "SNIa"), ("SN Ia-91T", "SNIa"), ("SN Ia-pec", "SNIa"), ("SN Ia-91bg", "SNIa-91bg"),
+    ("SN Iax", "SNIax"), ("SN Ia-CSM", None), ("SN II", "SNII"), ("SN IIn", "SNII"), ("SN IIb", "SNII"),
+    ("SN IIP", "SNII"), ("SN Ib", "SNIbc"), ("SN Ic-BL", "SNIbc"), ("SN Ib/c", "SNIbc"), ("SN Ibn", "SNIbc"),
+    ("SLSN-I", "SLSN-I"), ("SLSN-II", None), ("TDE", "TDE"), ("TDE-H-He", "TDE"), ("nova", None),
+    ("LBV", None), ("other", None), ("SNIbc", "SNIbc"), ("SLSN", "SLSN-I"),
+])
+def test_bts_mapping(bts_type, expected):
+    assert labels.bts_class(bts_type) == expected
+
+
+# ------------------------------------------------------------------------------------ data
+
+
+def _synthetic_photometry():
+    from fink_t2.train.data import Photometry
+
+    # one object: g/r detections every 2 days over 150 days, first at day 0
+    mjd = 59000.0 + np.repeat(np.arange(0, 150, 2.0), 2) + np.tile([0.0, 0.1], 75)
+    band = np.tile([0, 1], 75).astype(np.int8)
+    flux = 1000 * np.exp(-0.5 * ((mjd - 59030) / 15) ** 2) + 10
+    return Photometry("ztf", np.array(["obj"], dtype=object), np.array([SNIA]), np.array([0, mjd.size]),
+                      mjd, band, flux, 0.05 * flux, np.ones(mjd.size, bool))
+
+
+def test_alert_emulation_windows():
+    from fink_t2.train import data
+
+    phot = _synthetic_photometry()
+    alerts = data.sample_alerts(phot, per_object=1000, seed=1)
+    # eligible: detections ≤ 90 d after the first with ≥ 2 g and ≥ 2 r in the window:
+    # r at day 2.1 … 88.1 (44) and g at day 4 … 90 (44)
+    assert len(alerts.row) == 88
+    assert alerts.mjd.max() - 59000 <= 90.0 + 0.1
+    batch = data.alert_batch(phot, alerts)
+    for i in range(len(batch)):
+        jd = batch.hist_jd[batch.offsets[i]:batch.offsets[i + 1]]
+        assert jd.max() - 2400000.5 == pytest.approx(alerts.mjd[i])
+        assert jd.max() - jd.min() <= data.HISTORY_DAYS
+        assert batch.jdstarthist[i] == pytest.approx(59000.0 + 2400000.5)
+    # flux -> magnitude -> flux is the identity through the inference path
+    from fink_t2.science.lightcurve import build_light_curves, cut_reasons
+    assert all(r is None for r in cut_reasons(batch))
+    lcs = build_light_curves(batch, np.arange(len(batch)))
+    last = lcs.flux[0][lcs.mask[0]]
+    t0 = alerts.mjd[0] - data.HISTORY_DAYS
+    expected = phot.flux[(phot.mjd >= t0) & (phot.mjd <= alerts.mjd[0])]
+    np.testing.assert_allclose(last, expected, rtol=1e-12)
+
+
+def test_split_is_stable_and_seeded():
+    from fink_t2.train import data
+
+    ids = [f"ZTF{i:05d}" for i in range(2000)]
+    split = data.split_of(ids)
+    assert 0.22 < np.mean(split == "val") < 0.28
+    np.testing.assert_array_equal(data.split_of(ids[:100]), split[:100])  # per object, not per list
+    assert (data.split_of(ids, seed=1) != split).any()
+
+
+@pytest.mark.shared
+def test_bts_alerts_take_the_inference_path():
+    """Probabilities computed by the training/evaluation path equal classify.run_stages on the same alerts."""
+    from fink_t2.science import classify
+    from fink_t2.science.model import load_model
+    from fink_t2.science.model_input import scale_input
+    from fink_t2.train import data
+
+    phot = data.read_bts(shared_path("data", "labeled", "ztf_bts_antares"), split="val")
+    phot = phot.subset(np.arange(12))
+    alerts = data.sample_alerts(phot, per_object=2, seed=3)
+    batch = data.alert_batch(phot, alerts)
+    model = load_model()
+    status, index, gp_mean = data.batch_gp_means(batch, phot.wavelengths)
+    ours = model.predict(scale_input(gp_mean, model.meta["scaling"]))
+    reference = classify.run_stages(batch, model)
+    assert status == reference.status
+    ok = np.isfinite(reference.probs).all(axis=1)
+    np.testing.assert_array_equal(reference.light_curves.index[ok], index)
+    np.testing.assert_allclose(ours, reference.probs[ok], atol=0, rtol=0)
+
+
+# ------------------------------------------------------------------------------------ network
+
+
+@needs_tf
+def test_weighted_log_loss_unit_pin():
+    from fink_t2.train import network
+
+    tf = network.tf
+    y_true = tf.constant([[1.0, 0.0, 0.0], [1.0, 0.0, 0.0], [0.0, 1.0, 0.0]], tf.float64)
+    y_pred = tf.constant([[0.9, 0.1, 0.2], [0.9, 0.4, 0.1], [0.2, 0.9, 0.2]], tf.float64)
+    value = float(network.weighted_log_loss(y_true, y_pred))
+    assert value == pytest.approx(0.07024034167855889)  # astronet's pin (rel 1e-6)
+    assert value == pytest.approx(2 * abs(np.log(0.9)) / 3, abs=1e-15)  # exact: absent class counts in 1/3
+    assert float(network.WeightedLogLoss()(y_true, y_true)) == pytest.approx(0.0, abs=1e-12)
+
+
+@needs_tf
+def test_architecture_matches_contract():
+    from fink_t2.train import network
+
+    model = network.build_t2()
+    assert model.count_params() == network.N_PARAMETERS == 13_262
+    assert model.input_shape == (None, 100, 2) and model.output_shape == (None, 14)
+    pe = network.positional_encoding(100, 32)[0]
+    assert pe[7, 4] == pytest.approx(np.sin(7 / 10000 ** (4 / 32)))
+    assert pe[7, 5] == pytest.approx(np.cos(7 / 10000 ** (4 / 32)))
+
+
+@pytest.fixture(scope="module")
+def tiny_training(tmp_path_factory):
+    """A 2-epoch training on a small real subset (PLAsTiCC + BTS train alerts), data cache in tmp."""
+    if not HAS_TF:
+        pytest.skip("needs the training stack: pip install -e '.[train]'")
+    plasticc = shared_path("data", "labeled", "plasticc_snmachine", "train")
+    bts = shared_path("data", "labeled", "ztf_bts_antares")
+    from fink_t2.train import data, pipeline
+    from fink_t2.train.fit import TrainConfig
+
+    out = tmp_path_factory.mktemp("train")
+    mp = pytest.MonkeyPatch()
+    mp.setattr(data, "CACHE_DIR", out / "cache")
+    spec = pipeline.DataSpec(data="ztf", plasticc_dir=str(plasticc), bts_dir=str(bts), plasticc_per_object=2,
+                             bts_per_object=2, max_objects=60, seed=1)
+    result = pipeline.train(spec, TrainConfig(epochs=2, batch_size=64, seed=1), out, "tiny", progress=False)
+    yield out, result
+    mp.undo()
+
+
+@needs_tf
+@pytest.mark.shared
+def test_tiny_training_exports_matching_tflite(tiny_training):
+    from fink_t2.science.model import load_model
+    from fink_t2.train import fit
+
+    out, result = tiny_training
+    assert result["record"]["epochs_run"] == 2
+    for name in ("tiny.tflite", "tiny.json", "tiny.h5", "tiny.train.json", "tiny.training.png"):
+        assert (out / name).is_file()
+    meta = json.loads((out / "tiny.json").read_text())
+    assert meta["class_names"] == list(CLASS_NAMES) and meta["scaling"] == "robust_per_alert_per_band"
+    model = load_model(out / "tiny.tflite")  # sha256 + contract checks of the runner
+    x = result["data"].x_es[:40]
+    np.testing.assert_allclose(model.predict(x), fit.predict_keras(result["keras"], x), atol=1e-5)
+
+
+@needs_tf
+@pytest.mark.shared
+def test_clustering_leaves_16_values_and_quantized_file_matches(tiny_training):
+    from fink_t2.train import compress, fit
+    from fink_t2.train.network import HEAD_NAME
+
+    _, result = tiny_training
+    td = result["data"]
+    cfg = fit.TrainConfig(epochs=1, batch_size=64, learning_rate=1e-3, seed=1)
+    clustered, _ = compress.fine_tune_clustered(result["keras"], td.x_train[:256], td.y_train[:256],
+                                                td.x_es[:64], td.y_es[:64], cfg, progress=False)
+    kernel = clustered.get_layer(HEAD_NAME).get_weights()[0]
+    assert kernel.shape == (32, 14)
+    assert np.unique(kernel).size <= compress.N_CLUSTERS
+    tflite = compress.to_tflite(clustered, quantize=True)
+    assert len(tflite) <= 60_000
+    x = td.x_es[:32]
+    np.testing.assert_allclose(compress.tflite_predict(tflite, x), fit.predict_keras(clustered, x), atol=5e-3)
