@@ -137,14 +137,15 @@ def table1_notes(model_id: str, out_dir: Path) -> list[str]:
 def _eval_data(plasticc, bts, split, mode, per_object, progress=False):
     from fink_t2.train import evaluate
 
-    return evaluate.load_eval_data(plasticc, bts, split, mode, per_object, progress=progress)
+    return evaluate.load_eval_data(plasticc, bts, split, mode, per_object, progress=progress,
+                                   cache_dir=data.CACHE_DIR)  # the training pipeline caches its test data
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from fink_t2.train import evaluate
 
     prepared, desc = evaluate.load_eval_data(args.plasticc, args.bts, args.split, args.mode, args.per_object,
-                                             progress=_progress_enabled(args))
+                                             progress=_progress_enabled(args), cache_dir=args.cache_dir)
     report, probs = evaluate.evaluate(args.model, prepared, desc, fit_temperature=args.fit_temperature)
     if args.write_temperature:
         if not args.fit_temperature:
@@ -222,6 +223,7 @@ def add_train_parsers(subparsers) -> None:
     p.add_argument("--fit-temperature", action="store_true", help="fit a temperature on these data, report ECE before/after")
     p.add_argument("--write-temperature", action="store_true", help="store the fitted temperature in the model metadata")
     p.add_argument("--out", help="write the report JSON here (+ .confusion.png, .reliability.png)")
+    p.add_argument("--cache-dir", type=Path, help="cache the prepared GP inputs here (default: no cache)")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(handler=cmd_evaluate)
 

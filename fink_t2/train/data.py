@@ -484,12 +484,13 @@ def _dir_fingerprint(directory: Path) -> str:
 
 def prepare(source: str, directory: str | Path, mode: str = "alert", split: str = "all", seed: int = 0,
             per_object: int = 1, history_days: float = HISTORY_DAYS, max_objects: int | None = None,
-            cache: bool = True, progress: bool = False) -> Prepared:
-    """Cached :class:`Prepared` data of one source (``plasticc`` | ``bts``) and mode (``alert`` | ``full``).
+            cache_dir: Path | None = None, progress: bool = False) -> Prepared:
+    """:class:`Prepared` data of one source (``plasticc`` | ``bts``) and mode (``alert`` | ``full``).
 
     ``seed`` drives the alert-epoch draw; the BTS train/val split uses ``SPLIT_SEED`` (fixed).
-    The cache file name hashes every parameter, the data folder (names, sizes, mtimes) and
-    the source of the shared preprocessing code.
+    With ``cache_dir`` the result is cached there (training passes :data:`CACHE_DIR`); the file
+    name hashes every parameter, the data folder (names, sizes, mtimes) and the source of the
+    shared preprocessing code. ``None`` (the default, used by evaluation) caches nothing.
     """
     if source not in ("plasticc", "bts") or mode not in ("alert", "full"):
         raise ValueError(f"unknown source/mode {source!r}/{mode!r}")
@@ -499,8 +500,8 @@ def prepare(source: str, directory: str | Path, mode: str = "alert", split: str 
                   version=PREPARE_VERSION, data=_dir_fingerprint(directory), code=_code_fingerprint(),
                   split_seed=SPLIT_SEED, val_fraction=VAL_FRACTION, phase=BTS_PHASE_WINDOW)
     key = hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()[:16]
-    path = CACHE_DIR / f"{source}-{mode}-{split}-{key}.npz"
-    if cache and path.is_file():
+    path = Path(cache_dir) / f"{source}-{mode}-{split}-{key}.npz" if cache_dir is not None else None
+    if path is not None and path.is_file():
         with np.load(path, allow_pickle=False) as z:
             return Prepared(**{f.name: z[f.name] for f in fields(Prepared)})
     if source == "plasticc":
@@ -513,8 +514,8 @@ def prepare(source: str, directory: str | Path, mode: str = "alert", split: str 
         out = prepare_alerts(phot, per_object, seed, history_days, progress=progress)
     else:
         out = prepare_full(phot, progress=progress)
-    if cache:
-        CACHE_DIR.mkdir(parents=True, exist_ok=True)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp.npz")
         np.savez_compressed(tmp, **{f.name: getattr(out, f.name) for f in fields(Prepared)})
         tmp.replace(path)

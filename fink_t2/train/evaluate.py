@@ -36,8 +36,11 @@ def uncalibrated(model: T2Model) -> T2Model:
 
 def load_eval_data(plasticc: str | Path | None = None, bts: str | Path | None = None, split: str = "all",
                    mode: str | None = None, per_object: int = EVAL_PER_OBJECT, seed: int = EVAL_SEED,
-                   progress: bool = False) -> tuple[data.Prepared, dict]:
-    """Prepared evaluation data and its description (source, folder, mode, split, draw)."""
+                   progress: bool = False, cache_dir: Path | None = None) -> tuple[data.Prepared, dict]:
+    """Prepared evaluation data and its description (source, folder, mode, split, draw).
+
+    Nothing is cached unless ``cache_dir`` is given (``fink-t2 evaluate --cache-dir DIR``).
+    """
     if (plasticc is None) == (bts is None):
         raise ValueError("give exactly one of --plasticc DIR or --bts DIR")
     if plasticc is not None:
@@ -47,7 +50,7 @@ def load_eval_data(plasticc: str | Path | None = None, bts: str | Path | None = 
     if not directory.is_dir():
         raise ValueError(f"not a directory: {directory}")
     prepared = data.prepare(source, directory, mode=mode, split=split, seed=seed, per_object=per_object,
-                            progress=progress)
+                            cache_dir=cache_dir, progress=progress)
     desc = {"source": source, "directory": str(directory), "mode": mode, "split": split}
     if mode == "alert":
         desc.update(per_object=per_object, seed=seed, history_days=data.HISTORY_DAYS, max_age_days=data.MAX_AGE_DAYS)

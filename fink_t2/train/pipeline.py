@@ -88,20 +88,20 @@ def load_training_data(spec: DataSpec, progress: bool = True) -> TrainingData:
     parts: list[tuple[str, datasets.Prepared]] = []
     if spec.data == "plasticc":
         parts.append(("plasticc_train_full", datasets.prepare(
-            "plasticc", spec.plasticc_dir, mode="full", seed=spec.seed, max_objects=spec.max_objects, progress=progress)))
+            "plasticc", spec.plasticc_dir, mode="full", seed=spec.seed, max_objects=spec.max_objects, cache_dir=datasets.CACHE_DIR, progress=progress)))
         if spec.plasticc_test_dir:
             parts.append(("plasticc_test_trainsplit_full", datasets.prepare(
                 "plasticc", spec.plasticc_test_dir, mode="full", split="train", seed=spec.seed,
-                max_objects=spec.max_objects, progress=progress)))
+                max_objects=spec.max_objects, cache_dir=datasets.CACHE_DIR, progress=progress)))
     elif spec.data == "ztf":
         if spec.plasticc_per_object > 0:
             parts.append(("plasticc_train_alerts", datasets.prepare(
                 "plasticc", spec.plasticc_dir, mode="alert", seed=spec.seed, per_object=spec.plasticc_per_object,
-                history_days=spec.history_days, max_objects=spec.max_objects, progress=progress)))
+                history_days=spec.history_days, max_objects=spec.max_objects, cache_dir=datasets.CACHE_DIR, progress=progress)))
         if spec.bts_per_object > 0:
             parts.append(("bts_train_alerts", datasets.prepare(
                 "bts", spec.bts_dir, mode="alert", split="train", seed=spec.seed, per_object=spec.bts_per_object,
-                history_days=spec.history_days, max_objects=spec.max_objects, progress=progress)))
+                history_days=spec.history_days, max_objects=spec.max_objects, cache_dir=datasets.CACHE_DIR, progress=progress)))
     else:
         raise ValueError(f"unknown --data {spec.data!r} (ztf | plasticc)")
     if not parts:

@@ -250,3 +250,21 @@ def test_clustering_leaves_16_values_and_quantized_file_matches(tiny_training):
     assert len(tflite) <= 60_000
     x = td.x_es[:32]
     np.testing.assert_allclose(compress.tflite_predict(tflite, x), fit.predict_keras(clustered, x), atol=5e-3)
+
+
+def test_evaluation_caches_nothing_unless_asked(tmp_path, monkeypatch):
+    """Evaluation data are not cached by default; ``cache_dir`` caches them and reloads the same inputs."""
+    from fink_t2.train import data
+
+    monkeypatch.setattr(data, "CACHE_DIR", tmp_path / "default-cache")
+    bts = shared_path("data", "labeled", "ztf_bts_antares")
+    fresh = data.prepare("bts", bts, split="val", per_object=1, max_objects=8)
+    assert not (tmp_path / "default-cache").exists()
+    cached = data.prepare("bts", bts, split="val", per_object=1, max_objects=8, cache_dir=tmp_path / "eval")
+    assert len(list((tmp_path / "eval").glob("*.npz"))) == 1
+    again = data.prepare("bts", bts, split="val", per_object=1, max_objects=8, cache_dir=tmp_path / "eval")
+    assert len(fresh.object_id) > 0
+    np.testing.assert_array_equal(fresh.object_id, cached.object_id)
+    np.testing.assert_array_equal(cached.object_id, again.object_id)
+    np.testing.assert_array_equal(fresh.gp_mean, cached.gp_mean)
+    np.testing.assert_array_equal(cached.gp_mean, again.gp_mean)
