@@ -416,6 +416,65 @@ def format_table(figures: dict) -> str:
     return "\n".join(lines)
 
 
+README_BEGIN = "<!-- bench:begin (written by `fink-t2 bench --readme`; do not edit by hand) -->"
+README_END = "<!-- bench:end -->"
+#: (figure key, label, target as (threshold, text) or None); classified = passed the cuts
+MARKDOWN_ROWS = (
+    ("decoded_per_s_core", "decode, all alerts/s/core", (10_000, "≥ 10,000")),
+    ("cuts_per_s_core", "cuts, all alerts/s/core", None),
+    ("gp_classified_per_s_core", "GP (fit + predict), classified alerts/s/core", None),
+    ("inference_classified_per_s_core", "inference, classified alerts/s/core", None),
+    ("classify_all_per_s_core", "whole `classify`, all alerts/s/core", None),
+    ("classified_per_s_core", "whole `classify`, **classified** alerts/s/core", (2_000, "≥ 2,000")),
+    ("reference_classified_per_s_core", "reference path (per-alert GP + one invoke), classified/s/core", None),
+    ("speedup_vs_reference", "ours / reference, same run", (30, "≥ 30×")),
+    ("end_to_end_alerts_per_s", "end to end Kafka → Spark → Kafka, alerts/s (all micro-batches)", (3_000, "≥ 3,000")),
+    ("end_to_end_steady_alerts_per_s", "end to end, alerts/s after the first micro-batch", None),
+    ("worker_peak_rss_mib", "Python worker peak RSS, MiB", (-600, "< 600")),
+)
+
+
+def _markdown_value(key: str, value: float) -> str:
+    return f"{value:.1f}×" if key == "speedup_vs_reference" else f"{value:,.0f}"
+
+
+def _target_cell(target: tuple[float, str] | None, value: float) -> str:
+    if target is None:
+        return ""
+    threshold, text = target
+    met = value < -threshold if threshold < 0 else value >= threshold
+    return f"{text} {'✔' if met else '✘'}"
+
+
+def format_markdown(figures: dict, command: str) -> str:
+    """The figures as the README's Markdown block: provenance line, then one row per figure."""
+    env = figures["environment"]
+    lines = [README_BEGIN, "",
+             f"Run of {env['date']}, commit {env['git_commit']}, {env['cpu_model']} ({env['cpu_count']} cores), "
+             f"Python {env['python']}, pyspark {env['pyspark']}, numpy {env['numpy']}, ai-edge-litert "
+             f"{env['ai_edge_litert']}; command `{command}`; N = {figures['n_alerts']:,} alerts "
+             f"({figures['n_unique_alerts']} unique, {figures['classified_fraction']:.0%} pass the cuts); "
+             f"reference GP: {figures['reference_flavour']}.", "",
+             "| figure | measured | target |", "|---|---|---|"]
+    for key, label, target in MARKDOWN_ROWS:
+        if key in figures:
+            lines.append(f"| {label} | {_markdown_value(key, figures[key])} | {_target_cell(target, figures[key])} |")
+    if "model_loads" in figures:
+        equal = figures["model_loads"] == figures["python_workers"]
+        lines.append(f"| model loads / Python workers | {figures['model_loads']} / {figures['python_workers']} "
+                     f"| equal {'✔' if equal else '✘'} |")
+    return "\n".join(lines + ["", README_END])
+
+
+def write_readme_block(readme: Path, block: str) -> None:
+    """Replace the text between the bench markers of ``readme`` with ``block``."""
+    text = readme.read_text()
+    start, end = text.find(README_BEGIN), text.find(README_END)
+    if start < 0 or end < start:
+        raise ValueError(f"{readme} has no bench markers ({README_BEGIN!r} … {README_END!r})")
+    readme.write_text(text[:start] + block + text[end + len(README_END):])
+
+
 def plot_stages(figures: dict, out: Path) -> None:
     """Horizontal bar chart of the per-core rates (log scale)."""
     import matplotlib
@@ -440,6 +499,13 @@ def plot_stages(figures: dict, out: Path) -> None:
     plt.close(fig)
 
 
+def _command_line(args) -> str:
+    """The documented command this run stands for (``make bench`` when it ran the Makefile's)."""
+    return os.environ.get("FINK_T2_BENCH_COMMAND") or "fink-t2 bench " + " ".join(
+        f"--{k.replace('_', '-')} {v}" for k, v in (("n", args.n), ("conf", args.conf)) if v) + \
+        (" --quick" if args.quick else "") + (" --no-stream" if args.no_stream else "")
+
+
 def add_bench_parser(subparsers) -> None:
     """Register ``fink-t2 bench``."""
     p = subparsers.add_parser("bench", help="throughput benchmark: stages, reference path, end to end")
@@ -450,13 +516,20 @@ def add_bench_parser(subparsers) -> None:
     p.add_argument("--conf", default=None, help="TOML config for the streaming part (default conf/local.toml)")
     p.add_argument("--out", default=None, help="write the figures as JSON")
     p.add_argument("--plot", default=None, help="write a PNG bar chart of the stages")
+    p.add_argument("--readme", default=None, help="rewrite the figures table between the bench markers of this file")
+    p.add_argument("--require-george", action="store_true",
+                   help="fail unless the reference path uses george (the deployed recipe; pip install '.[bench]')")
     p.set_defaults(handler=run_bench_command)
 
 
 def run_bench_command(args) -> int:
+    if args.require_george and not _george_available():
+        raise SystemExit("fink-t2 bench --require-george: george is not installed (pip install '.[bench]')")
     n = args.n or (QUICK_N if args.quick else FULL_N)
     figures = run_bench(args.alerts, n, args.quick, not args.no_stream, args.conf)
     print(format_table(figures))
+    if args.readme:
+        write_readme_block(Path(args.readme), format_markdown(figures, _command_line(args)))
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps(figures, indent=2))

@@ -5,6 +5,7 @@ import json
 import math
 
 from fink_t2.cli import main
+from fink_t2.tools.bench import README_BEGIN, README_END
 
 REQUIRED = ("classified_per_s_core", "reference_classified_per_s_core", "speedup_vs_reference",
             "decoded_per_s_core", "gp_classified_per_s_core", "inference_classified_per_s_core",
@@ -12,8 +13,10 @@ REQUIRED = ("classified_per_s_core", "reference_classified_per_s_core", "speedup
 
 
 def test_quick_bench_json_is_complete_and_consistent(tmp_path, capsys):
-    out, png = tmp_path / "bench.json", tmp_path / "bench.png"
-    assert main(["bench", "--quick", "--no-stream", "--n", "400", "--out", str(out), "--plot", str(png)]) == 0
+    out, png, readme = tmp_path / "bench.json", tmp_path / "bench.png", tmp_path / "README.md"
+    readme.write_text(f"# title\n\nbefore\n{README_BEGIN}\nold figures\n{README_END}\nafter\n")
+    assert main(["bench", "--quick", "--no-stream", "--n", "400", "--out", str(out), "--plot", str(png),
+                 "--readme", str(readme)]) == 0
     figures = json.loads(out.read_text())
     for key in REQUIRED:
         assert figures[key] > 0 and math.isfinite(figures[key]), key
@@ -28,3 +31,9 @@ def test_quick_bench_json_is_complete_and_consistent(tmp_path, capsys):
     assert env["pyspark"] and env["cpu_count"] >= 1 and env["git_commit"]
     assert png.read_bytes()[:4] == b"\x89PNG"
     assert "speedup_vs_reference" in capsys.readouterr().out
+    # the README block is this run's figures, with its provenance; the text around it is kept
+    text = readme.read_text()
+    assert text.startswith("# title\n\nbefore\n") and text.endswith("after\n") and "old figures" not in text
+    assert f"commit {env['git_commit']}" in text and env["date"] in text
+    assert f"| {figures['classified_per_s_core']:,.0f} |" in text
+    assert f"| {figures['speedup_vs_reference']:.1f}× |" in text
