@@ -17,6 +17,19 @@ ZTF_WAVELENGTH_A: dict[str, float] = {"g": 4804.79, "r": 6436.92, "i": 7968.22}
 #: Number of time steps of the GP grid (model input axis 1).
 GRID_LENGTH: int = 100
 
+#: Model input contracts (``input_contract`` in a model's metadata; absent = the first).
+#: ``span_grid_v1``: the published t2 input, (N, 100, 2) GP means g, r on a grid from the first
+#: to the last detection of the alert, scaled by the metadata rule (per band).
+#: ``window_asinh_v2``: (N, 100, 4) on a fixed grid of ``INPUT_WINDOW_DAYS`` ending at the alert:
+#: asinh(F / ASINH_FLUX_SCALE) / ASINH_NORM of g and r with one shared scale (colour and
+#: brightness kept), zero before the first detection of the window; a mask channel (1 from the
+#: first detection on); the alert age (days since jdstarthist) / MAX_INPUT_AGE_DAYS, constant.
+INPUT_CONTRACTS: tuple[str, ...] = ("span_grid_v1", "window_asinh_v2")
+INPUT_WINDOW_DAYS: float = 30.0  # ZTF prv_candidates carry 30 days of history
+ASINH_FLUX_SCALE: float = 100.0  # flux units (zero point 27.5): mag 22.5, below ZTF's 5σ depth
+ASINH_NORM: float = 5.0  # asinh of mag ~16 fluxes is ~5
+MAX_INPUT_AGE_DAYS: float = 90.0  # the history_too_long cut
+
 #: PLAsTiCC class names in model output order (index -> name).
 CLASS_NAMES: tuple[str, ...] = (
     "mu-Lens-Single", "TDE", "EB", "SNII", "SNIax", "Mira", "SNIbc", "KN",

@@ -27,7 +27,7 @@ from fink_t2.alerts.decode import decode_payloads
 from fink_t2.contract import BANDS, CLASS_NAMES, ZTF_WAVELENGTH_A
 from fink_t2.science.lightcurve import LightCurves, build_light_curves, cut_reasons
 from fink_t2.science.model import T2Model, load_model
-from fink_t2.science.model_input import band_wavelengths, scale_input, time_grid
+from fink_t2.science.model_input import band_wavelengths, build_input, contract_of, model_grid, time_grid
 
 OUTPUT_COLUMNS: tuple[str, ...] = ("objectId", "candid", "t2_status", "t2_class", "t2_probs", "t2_snia", "t2_model")
 STATUS_OK = "ok"
@@ -51,13 +51,15 @@ class Classified:
     gp_std: np.ndarray
 
 
-def run_gp(lcs: LightCurves, wavelengths: list[float]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def run_gp(lcs: LightCurves, wavelengths: list[float], grid: np.ndarray | None = None
+           ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """GP of padded light curves: grid (N, G) days, mean and std (N, G, bands) flux units.
 
+    ``grid`` defaults to the span grid of the published contract (first → last detection).
     The compiled per-alert loop (``gp_compiled``, the algorithm of ``gp.fit_batch`` step by step,
     ~3× faster) when numba is importable, else the batched numpy ``gp``.
     """
-    grid = time_grid(lcs.t, lcs.mask)
+    grid = time_grid(lcs.t, lcs.mask) if grid is None else grid
     means, stds = [], []
     point_wavelength = np.asarray(wavelengths)[lcs.band]
     for start in range(0, len(lcs), GP_CHUNK):
@@ -81,14 +83,14 @@ def run_stages(batch: AlertBatch, model: T2Model) -> Classified:
             status[i] = f"cut:{reason}"
     selected = np.array([i for i, s in enumerate(status) if s == STATUS_OK], dtype=np.int64)
     lcs = build_light_curves(batch, selected)
-    grid, gp_mean, gp_std = run_gp(lcs, band_wavelengths(BANDS, ZTF_WAVELENGTH_A))
+    grid = model_grid(contract_of(model.meta), lcs.t, lcs.mask)
+    grid, gp_mean, gp_std = run_gp(lcs, band_wavelengths(BANDS, ZTF_WAVELENGTH_A), grid)
     finite = np.isfinite(gp_mean).all(axis=(1, 2))
     for i in lcs.index[~finite]:
         status[i] = "error:gp_fit_failed"
     probs = np.full((len(lcs), len(CLASS_NAMES)), np.nan)
     if finite.any():
-        x = scale_input(gp_mean[finite], model.meta["scaling"], model.meta.get("scaling_stats"))
-        probs[finite] = model.predict(x)
+        probs[finite] = model.predict(build_input(model.meta, gp_mean[finite], grid[finite], lcs.age[finite]))
     return Classified(status, probs, lcs, grid, gp_mean, gp_std)
 
 

@@ -49,7 +49,9 @@ class LightCurves:
 
     ``index`` maps rows back to positions in the ``AlertBatch``. Arrays are (N, P), padded
     points have ``mask`` False. Time in days since the first kept detection, flux in SNANA
-    units (zero point 27.5), band as an index into ``contract.BANDS``.
+    units (zero point 27.5), band as an index into ``contract.BANDS``. ``age`` is the alert's
+    age: days from its first detection (``jdstarthist`` when set, it may predate the history)
+    to its last point.
     """
 
     index: np.ndarray  # (N,) int64 positions in the batch
@@ -58,9 +60,20 @@ class LightCurves:
     flux: np.ndarray  # (N, P) flux units
     flux_err: np.ndarray  # (N, P) flux units
     mask: np.ndarray  # (N, P) bool
+    age: np.ndarray  # (N,) days
 
     def __len__(self) -> int:
         return len(self.index)
+
+    def rows(self, keep: np.ndarray | slice) -> "LightCurves":
+        """The light curves of the rows ``keep`` (index array, boolean mask or slice)."""
+        return LightCurves(self.index[keep], self.t[keep], self.band[keep], self.flux[keep],
+                           self.flux_err[keep], self.mask[keep], self.age[keep])
+
+    @property
+    def last_t(self) -> np.ndarray:
+        """(N,) time of the last real point (the alert), days since the first kept detection."""
+        return np.where(self.mask, self.t, -np.inf).max(axis=1, initial=0.0) if self.t.size else np.zeros(len(self))
 
 
 def mag_to_flux(mag: np.ndarray, magerr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -161,6 +174,7 @@ def build_light_curves(batch: AlertBatch, selected: np.ndarray) -> LightCurves:
     out = LightCurves(
         index=selected, t=np.zeros(shape), band=np.zeros(shape, dtype=np.int8),
         flux=np.zeros(shape), flux_err=np.ones(shape), mask=np.zeros(shape, dtype=bool),
+        age=np.zeros(len(selected)),
     )
     jd[rows, position] = batch.hist_jd[kept]
     out.band[rows, position] = np.searchsorted(BAND_FIDS, batch.hist_fid[kept])
@@ -168,4 +182,7 @@ def build_light_curves(batch: AlertBatch, selected: np.ndarray) -> LightCurves:
     out.flux_err[rows, position] = flux_err
     out.mask[rows, position] = True
     out.t[:] = np.where(out.mask, jd - jd[:, :1], 0.0)
+    last_jd = np.where(out.mask, jd, -np.inf).max(axis=1, initial=-np.inf)
+    start = np.fmin(jd[:, 0], batch.jdstarthist[selected]) if len(selected) else np.zeros(0)
+    out.age[:] = np.where(np.isfinite(last_jd - start), last_jd - start, 0.0)
     return out

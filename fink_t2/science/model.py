@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fink_t2.contract import BANDS, CLASS_NAMES, GRID_LENGTH
+from fink_t2.contract import BANDS, CLASS_NAMES, GRID_LENGTH, INPUT_CONTRACTS
 from fink_t2.config import REPO_ROOT
 
 log = logging.getLogger(__name__)
@@ -73,6 +73,9 @@ def read_metadata(model_path: Path) -> dict:
         raise ModelError(f"{meta_file}: class_names differ from the t2 contract order")
     if tuple(meta["bands"]) != BANDS or meta["grid_length"] != GRID_LENGTH:
         raise ModelError(f"{meta_file}: bands/grid_length differ from the t2 contract")
+    if meta.get("input_contract", INPUT_CONTRACTS[0]) not in INPUT_CONTRACTS:
+        raise ModelError(f"{meta_file}: unknown input_contract {meta['input_contract']!r} "
+                         f"(known: {', '.join(INPUT_CONTRACTS)})")
     return meta
 
 
@@ -105,7 +108,7 @@ class T2Model:
         return float(self.meta.get("temperature", 1.0))
 
     def predict(self, x: np.ndarray) -> np.ndarray:
-        """Class probabilities (N, 14) float64 for inputs (N, 100, 2) float32, rows sum to 1."""
+        """Class probabilities (N, 14) float64 for inputs (N, 100, channels) float32, rows sum to 1."""
         x = np.ascontiguousarray(x, dtype=np.float32)
         out = np.empty((len(x), len(CLASS_NAMES)), dtype=np.float64)
         step = self.invoke_batch
@@ -117,7 +120,7 @@ class T2Model:
         return _calibrate(out, self.temperature)
 
     def invoke(self, chunk: np.ndarray) -> np.ndarray:
-        """One interpreter invocation on (B, 100, 2) float32: raw softmax outputs (B, 14)."""
+        """One interpreter invocation on (B, 100, channels) float32: raw softmax outputs (B, 14)."""
         interp = self.interpreter
         inp = interp.get_input_details()[0]
         if tuple(inp["shape"]) != chunk.shape:

@@ -1,7 +1,12 @@
-"""Stage 4 — the model input tensor: GP means on a 100-step grid, g then r, scaled.
+"""Stage 4 — the model input tensor, by the model's input contract (``contract.INPUT_CONTRACTS``).
 
-Grid: ``GRID_LENGTH`` times from the first to the last detection of each alert (days since
-the first detection), as in training; the step is span/99 and varies per alert.
+``span_grid_v1`` (the published t2): GP means g, r on ``GRID_LENGTH`` times from the first to
+the last detection of each alert (the step is span/99 and varies per alert), scaled per the
+metadata rule below. Colour, brightness and time scale are lost by construction.
+
+``window_asinh_v2`` (our models): the grid is fixed in days, ``INPUT_WINDOW_DAYS`` ending at the
+alert; the flux of both bands goes through one asinh (colour and brightness kept); the time
+before the first detection is zero with a mask channel; the alert age is a constant channel.
 
 Scaling: the published t2 weights expect robust-scaled fluxes ((x − median) / IQR). The
 training-time statistics were never published and astronet's own history contradicts
@@ -18,9 +23,54 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from fink_t2.contract import GRID_LENGTH
+from fink_t2.contract import (
+    ASINH_FLUX_SCALE, ASINH_NORM, GRID_LENGTH, INPUT_CONTRACTS, INPUT_WINDOW_DAYS, MAX_INPUT_AGE_DAYS,
+)
 
 SCALINGS = ("robust_per_alert_per_band", "robust_global", "none")
+SPAN_GRID, WINDOW = INPUT_CONTRACTS
+#: channels of a ``window_asinh_v2`` input: asinh g, asinh r, mask, age
+WINDOW_CHANNELS = 4
+
+
+def contract_of(meta: dict) -> str:
+    """The input contract a model's metadata declares (absent: the published ``span_grid_v1``)."""
+    contract = meta.get("input_contract", SPAN_GRID)
+    if contract not in INPUT_CONTRACTS:
+        raise ValueError(f"unknown input_contract {contract!r}; expected one of {INPUT_CONTRACTS}")
+    return contract
+
+
+def window_grid(last_t: np.ndarray, length: int = GRID_LENGTH, window: float = INPUT_WINDOW_DAYS) -> np.ndarray:
+    """(N, length) times (days, same origin as ``last_t``) covering ``window`` days ending at ``last_t``."""
+    return np.asarray(last_t, dtype=np.float64)[:, None] + np.linspace(-window, 0.0, length)[None, :]
+
+
+def window_input(gp_mean: np.ndarray, grid: np.ndarray, age: np.ndarray) -> np.ndarray:
+    """(N, G, 4) float32 ``window_asinh_v2`` input from GP means (N, G, 2) flux units on ``grid``.
+
+    ``grid`` is in days since the first detection of the history (so the mask is grid ≥ 0);
+    ``age`` (N,) days since the first detection ever (jdstarthist).
+    """
+    seen = grid >= -1e-9
+    flux = np.arcsinh(np.asarray(gp_mean) / ASINH_FLUX_SCALE) / ASINH_NORM * seen[..., None]
+    age_channel = np.broadcast_to((np.asarray(age, dtype=np.float64) / MAX_INPUT_AGE_DAYS)[:, None], seen.shape)
+    out = np.concatenate([flux, seen[..., None], age_channel[..., None]], axis=2)
+    return np.ascontiguousarray(out, dtype=np.float32)
+
+
+def model_grid(contract: str, t: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """The GP prediction grid (N, G) of a contract for light curves (t, mask), days."""
+    if contract == WINDOW:
+        return window_grid(np.where(mask, t, -np.inf).max(axis=1, initial=0.0))
+    return time_grid(t, mask)
+
+
+def build_input(meta: dict, gp_mean: np.ndarray, grid: np.ndarray, age: np.ndarray) -> np.ndarray:
+    """The model's input tensor from GP means on ``model_grid`` (contract and scaling from ``meta``)."""
+    if contract_of(meta) == WINDOW:
+        return window_input(gp_mean, grid, age)
+    return scale_input(gp_mean, meta["scaling"], meta.get("scaling_stats"))
 
 
 def time_grid(t: np.ndarray, mask: np.ndarray, length: int = GRID_LENGTH) -> np.ndarray:

@@ -73,7 +73,7 @@ VAL_FRACTION = 0.25
 SPLIT_SEED = 42
 GP_STEP = 256  # alerts per GP call (progress granularity)
 #: Bump when the data preparation here changes meaning (invalidates the cache).
-PREPARE_VERSION = 2
+PREPARE_VERSION = 3
 
 
 @dataclass
@@ -319,8 +319,26 @@ def alert_batch(phot: Photometry, alerts: Alerts, history_days: float = HISTORY_
     )
 
 
+@dataclass
+class GPMeans:
+    """GP means of light curves on the grids of both input contracts (flux units).
+
+    ``span`` (N, 100, 2) on the first → last detection grid (``span_grid_v1``); ``window``
+    (N, 100, 2) on the ``INPUT_WINDOW_DAYS`` grid ending at the alert (``window_asinh_v2``),
+    whose times are ``model_input.window_grid(last_t)``; ``age`` (N,) days since jdstarthist.
+    """
+
+    span: np.ndarray
+    window: np.ndarray
+    last_t: np.ndarray
+    age: np.ndarray
+
+    def rows(self, keep) -> "GPMeans":
+        return GPMeans(self.span[keep], self.window[keep], self.last_t[keep], self.age[keep])
+
+
 def batch_gp_means(batch: AlertBatch, wavelengths: list[float], progress: bool = False
-                   ) -> tuple[list[str], np.ndarray, np.ndarray]:
+                   ) -> tuple[list[str], np.ndarray, GPMeans]:
     """Status per alert, and (index, GP means) of the classifiable ones: the stages of
     :func:`fink_t2.science.classify.run_stages` before the model (cuts → light curves → batched GP)."""
     status = [f"error:{e}" if e is not None else classify.STATUS_OK for e in batch.error]
@@ -329,26 +347,31 @@ def batch_gp_means(batch: AlertBatch, wavelengths: list[float], progress: bool =
             status[i] = f"cut:{reason}"
     selected = np.array([i for i, s in enumerate(status) if s == classify.STATUS_OK], dtype=np.int64)
     lcs = build_light_curves(batch, selected)
-    gp_mean = run_gp(lcs, wavelengths, progress)
-    finite = np.isfinite(gp_mean).all(axis=(1, 2))
+    means = run_gp(lcs, wavelengths, progress)
+    finite = np.isfinite(means.span).all(axis=(1, 2)) & np.isfinite(means.window).all(axis=(1, 2))
     for i in lcs.index[~finite]:
         status[i] = "error:gp_fit_failed"
-    return status, lcs.index[finite], gp_mean[finite]
+    return status, lcs.index[finite], means.rows(finite)
 
 
-def run_gp(lcs: LightCurves, wavelengths: list[float], progress: bool = False, desc: str = "GP") -> np.ndarray:
-    """GP means (N, 100, bands) of ``lcs`` via :func:`fink_t2.science.classify.run_gp`, in steps."""
+def run_gp(lcs: LightCurves, wavelengths: list[float], progress: bool = False, desc: str = "GP") -> GPMeans:
+    """GP means of ``lcs`` on both contract grids via :func:`fink_t2.science.classify.run_gp`.
+
+    One fit per light curve, predicted on the two grids side by side, in steps of ``GP_STEP``.
+    """
     from tqdm import tqdm
 
-    out = np.empty((len(lcs), GRID_LENGTH, len(wavelengths)))
+    span_grid = model_input.model_grid(model_input.SPAN_GRID, lcs.t, lcs.mask)
+    window_grid = model_input.model_grid(model_input.WINDOW, lcs.t, lcs.mask)
+    both = np.concatenate([span_grid, window_grid], axis=1)
+    out = np.empty((len(lcs), both.shape[1], len(wavelengths)))
     with tqdm(total=len(lcs), desc=desc, unit="lc", disable=not progress, leave=False) as bar:
         for start in range(0, len(lcs), GP_STEP):
             part = slice(start, start + GP_STEP)
-            chunk = LightCurves(lcs.index[part], lcs.t[part], lcs.band[part], lcs.flux[part],
-                                lcs.flux_err[part], lcs.mask[part])
-            out[part] = classify.run_gp(chunk, wavelengths)[1]
-            bar.update(len(chunk))
-    return out
+            out[part] = classify.run_gp(lcs.rows(part), wavelengths, both[part])[1]
+            bar.update(len(out[part]))
+    g = span_grid.shape[1]
+    return GPMeans(out[:, :g], out[:, g:], window_grid[:, -1].copy(), lcs.age.astype(np.float64))
 
 
 def full_light_curves(phot: Photometry, margin_days: float = FULL_MARGIN_DAYS) -> LightCurves:
@@ -374,7 +397,8 @@ def full_light_curves(phot: Photometry, margin_days: float = FULL_MARGIN_DAYS) -
         kept.append(np.flatnonzero((mjd >= lo) & (mjd <= hi)) + part.start)
     width = max(max((k.size for k in kept), default=1), 1)
     out = LightCurves(index=np.arange(n), t=np.zeros((n, width)), band=np.zeros((n, width), np.int8),
-                      flux=np.zeros((n, width)), flux_err=np.ones((n, width)), mask=np.zeros((n, width), bool))
+                      flux=np.zeros((n, width)), flux_err=np.ones((n, width)), mask=np.zeros((n, width), bool),
+                      age=np.zeros(n))
     for i, idx in enumerate(kept):
         m = idx.size
         if m == 0:
@@ -384,6 +408,7 @@ def full_light_curves(phot: Photometry, margin_days: float = FULL_MARGIN_DAYS) -
         out.flux[i, :m] = phot.flux[idx]
         out.flux_err[i, :m] = phot.flux_err[idx]
         out.mask[i, :m] = True
+        out.age[i] = out.t[i, m - 1]
     return out
 
 
@@ -396,7 +421,10 @@ def full_light_curves(phot: Photometry, margin_days: float = FULL_MARGIN_DAYS) -
 class Prepared:
     """Model inputs before scaling, one row per light curve / emulated alert."""
 
-    gp_mean: np.ndarray  # (N, 100, 2) float32, flux units
+    gp_mean: np.ndarray  # (N, 100, 2) float32, flux units, span grid (span_grid_v1)
+    window_mean: np.ndarray  # (N, 100, 2) float32, flux units, window grid (window_asinh_v2)
+    last_t: np.ndarray  # (N,) days since the first detection of the history, at the alert
+    age: np.ndarray  # (N,) days since the first detection ever (jdstarthist), at the alert
     label: np.ndarray  # (N,) int64
     object_id: np.ndarray  # (N,) str
     weight: np.ndarray  # (N,) 1 / (rows of the same object): each object counts once
@@ -413,13 +441,31 @@ class Prepared:
     def n_objects(self) -> int:
         return int(len(np.unique(self.object_id)))
 
+    @property
+    def window_grid(self) -> np.ndarray:
+        """(N, 100) times of ``window_mean``, days since the first detection of the history."""
+        return model_input.window_grid(self.last_t)
+
     def inputs(self, scaling: str, stats: dict | None = None) -> np.ndarray:
-        """(N, 100, 2) float32 model input with :func:`fink_t2.science.model_input.scale_input`."""
+        """(N, 100, 2) float32 ``span_grid_v1`` input with :func:`fink_t2.science.model_input.scale_input`."""
         return model_input.scale_input(self.gp_mean, scaling, stats)
+
+    def model_inputs(self, meta: dict) -> np.ndarray:
+        """The input tensor of the model whose metadata is ``meta`` (its contract and scaling)."""
+        if model_input.contract_of(meta) == model_input.WINDOW:
+            return model_input.window_input(self.window_mean, self.window_grid, self.age)
+        return self.inputs(meta["scaling"], meta.get("scaling_stats"))
 
     @staticmethod
     def concat(parts: list["Prepared"]) -> "Prepared":
         return Prepared(**{f.name: np.concatenate([getattr(p, f.name) for p in parts]) for f in fields(Prepared)})
+
+    @staticmethod
+    def build(means: GPMeans, label, object_id, n_points, span) -> "Prepared":
+        object_id = np.asarray(object_id).astype(str)
+        return Prepared(means.span.astype(np.float32), means.window.astype(np.float32), means.last_t, means.age,
+                        np.asarray(label), object_id, _object_weights(object_id),
+                        np.asarray(n_points).astype(np.int64), np.asarray(span).astype(np.float64))
 
 
 def _object_weights(object_id: np.ndarray) -> np.ndarray:
@@ -433,7 +479,7 @@ def prepare_alerts(phot: Photometry, per_object: int, seed: int, history_days: f
     phot = phot.subset(phot.label >= 0)
     alerts = sample_alerts(phot, per_object, seed, history_days, max_age_days)
     batch = alert_batch(phot, alerts, history_days)
-    status, index, gp_mean = batch_gp_means(batch, phot.wavelengths, progress)
+    status, index, means = batch_gp_means(batch, phot.wavelengths, progress)
     bad = [s for s in status if s != classify.STATUS_OK]
     if bad:
         log.info("%d of %d emulated alerts not classifiable: %s", len(bad), len(status),
@@ -442,9 +488,7 @@ def prepare_alerts(phot: Photometry, per_object: int, seed: int, history_days: f
     n_points = np.diff(batch.offsets)[index]
     first_jd = np.array([batch.hist_jd[batch.offsets[i]:batch.offsets[i + 1]].min() for i in index]) if len(index) else np.array([])
     span = alerts.mjd[index] + MJD_TO_JD - first_jd
-    object_id = phot.object_id[rows].astype(str)
-    return Prepared(gp_mean.astype(np.float32), phot.label[rows], object_id, _object_weights(object_id),
-                    n_points.astype(np.int64), span.astype(np.float64))
+    return Prepared.build(means, phot.label[rows], phot.object_id[rows], n_points, span)
 
 
 def prepare_full(phot: Photometry, margin_days: float = FULL_MARGIN_DAYS, progress: bool = False) -> Prepared:
@@ -452,15 +496,13 @@ def prepare_full(phot: Photometry, margin_days: float = FULL_MARGIN_DAYS, progre
     phot = phot.subset(phot.label >= 0)
     lcs = full_light_curves(phot, margin_days)
     usable = lcs.mask.any(axis=1)
-    lcs = LightCurves(lcs.index[usable], lcs.t[usable], lcs.band[usable], lcs.flux[usable],
-                      lcs.flux_err[usable], lcs.mask[usable])
-    gp_mean = run_gp(lcs, phot.wavelengths, progress, desc="GP (full)")
-    finite = np.isfinite(gp_mean).all(axis=(1, 2))
+    lcs = lcs.rows(usable)
+    means = run_gp(lcs, phot.wavelengths, progress, desc="GP (full)")
+    finite = np.isfinite(means.span).all(axis=(1, 2)) & np.isfinite(means.window).all(axis=(1, 2))
     rows = lcs.index[finite]
-    object_id = phot.object_id[rows].astype(str)
     span = np.where(lcs.mask, lcs.t, 0.0).max(axis=1)[finite]
-    return Prepared(gp_mean[finite].astype(np.float32), phot.label[rows], object_id, _object_weights(object_id),
-                    lcs.mask.sum(axis=1)[finite].astype(np.int64), span)
+    return Prepared.build(means.rows(finite), phot.label[rows], phot.object_id[rows],
+                          lcs.mask.sum(axis=1)[finite], span)
 
 
 def _code_fingerprint() -> str:

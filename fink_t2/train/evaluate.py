@@ -60,8 +60,8 @@ def load_eval_data(plasticc: str | Path | None = None, bts: str | Path | None = 
 
 
 def predict(model: T2Model, prepared: data.Prepared) -> np.ndarray:
-    """``model.predict`` on the inputs scaled by the model's metadata rule."""
-    return model.predict(prepared.inputs(model.meta["scaling"], model.meta.get("scaling_stats")))
+    """``model.predict`` on the inputs its metadata declares (input contract, scaling)."""
+    return model.predict(prepared.model_inputs(model.meta))
 
 
 def _cross_fitted(y, p_raw, w, object_id) -> tuple[np.ndarray, list[float]]:

@@ -158,8 +158,8 @@ def test_bts_alerts_take_the_inference_path():
     alerts = data.sample_alerts(phot, per_object=2, seed=3)
     batch = data.alert_batch(phot, alerts)
     model = load_model()
-    status, index, gp_mean = data.batch_gp_means(batch, phot.wavelengths)
-    ours = model.predict(scale_input(gp_mean, model.meta["scaling"]))
+    status, index, means = data.batch_gp_means(batch, phot.wavelengths)
+    ours = model.predict(scale_input(means.span, model.meta["scaling"]))
     reference = classify.run_stages(batch, model)
     assert status == reference.status
     ok = np.isfinite(reference.probs).all(axis=1)
