@@ -146,7 +146,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     prepared, desc = evaluate.load_eval_data(args.plasticc, args.bts, args.split, args.mode, args.per_object,
                                              progress=_progress_enabled(args), cache_dir=args.cache_dir)
-    report, probs = evaluate.evaluate(args.model, prepared, desc, fit_temperature=args.fit_temperature)
+    baseline = None if args.no_baseline else evaluate.train_baseline(args.baseline_bts, _progress_enabled(args))
+    report, probs = evaluate.evaluate(args.model, prepared, desc, fit_temperature=args.fit_temperature,
+                                      baseline=baseline)
     if args.write_temperature:
         if not args.fit_temperature:
             raise ValueError("--write-temperature needs --fit-temperature")
@@ -158,7 +160,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         })
         print(f"stored temperature {fit['temperature']:.4f} in {Path(args.model).with_suffix('.json')}")
         # report again, now with the stored temperature applied by the runner
-        report, probs = evaluate.evaluate(args.model, prepared, desc, fit_temperature=True)
+        report, probs = evaluate.evaluate(args.model, prepared, desc, fit_temperature=True, baseline=baseline)
     print(evaluate.format_report(report))
     if args.out:
         out = Path(args.out)
@@ -224,6 +226,9 @@ def add_train_parsers(subparsers) -> None:
     p.add_argument("--write-temperature", action="store_true", help="store the fitted temperature in the model metadata")
     p.add_argument("--out", help="write the report JSON here (+ .confusion.png, .reliability.png)")
     p.add_argument("--cache-dir", type=Path, help="cache the prepared GP inputs here (default: no cache)")
+    p.add_argument("--baseline-bts", type=Path, default=data.BTS_DIR,
+                   help="BTS folder whose train split trains the feature baseline (default %(default)s)")
+    p.add_argument("--no-baseline", action="store_true", help="skip the feature baseline")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(handler=cmd_evaluate)
 

@@ -76,9 +76,54 @@ def _cross_fitted(y, p_raw, w, object_id) -> tuple[np.ndarray, list[float]]:
     return out, temps
 
 
+#: Emulated alerts per BTS training object for the baseline: every eligible epoch.
+BASELINE_PER_OBJECT = 1_000_000
+BASELINE_SEED = 1
+BOOTSTRAP_RESAMPLES = 200
+
+
+def train_baseline(bts_dir: str | Path = data.BTS_DIR, progress: bool = False):
+    """The feature baseline fitted on every eligible alert epoch of the BTS *train* split objects.
+
+    These are the ZTF training alerts of our models (never the val split); cached in the
+    training cache like any training data.
+    """
+    from fink_t2.train.baseline import FeatureBaseline
+
+    train = data.prepare("bts", bts_dir, split="train", per_object=BASELINE_PER_OBJECT, seed=BASELINE_SEED,
+                         cache_dir=data.CACHE_DIR, progress=progress)
+    return FeatureBaseline.fit(train), {"source": "bts", "directory": str(bts_dir), "split": "train",
+                                       "per_object": "every eligible epoch", "n_alerts": len(train),
+                                       "n_objects": train.n_objects}
+
+
+def snia_report(y, p, age, w, object_id, reference: np.ndarray | None = None) -> dict:
+    """SN Ia keys with 95 % bootstrap CIs over objects; with ``reference`` probabilities, also the
+    paired difference of the by-age AUC (this minus reference) and its CI."""
+    report = metrics.snia_metrics(y, p, age, w)
+
+    def statistic(times):
+        out = metrics.snia_metrics(y, p, age, w * times)
+        if reference is not None:
+            ref = metrics.auc_by_age(y, reference, age, w * times)
+            out["auc_minus_reference_by_age_days"] = {k: out["snia_vs_rest_auc_by_age_days"][k] - ref[k] for k in ref}
+            out["auc_minus_reference"] = out["snia_vs_rest_auc"] - metrics.snia_vs_rest_auc(y, reference, w * times)
+        return out
+
+    if reference is not None:
+        ref = metrics.auc_by_age(y, reference, age, w)
+        report["auc_minus_reference_by_age_days"] = {k: report["snia_vs_rest_auc_by_age_days"][k] - ref[k] for k in ref}
+        report["auc_minus_reference"] = report["snia_vs_rest_auc"] - metrics.snia_vs_rest_auc(y, reference, w)
+    report["ci95"] = metrics.bootstrap_ci(statistic, object_id, BOOTSTRAP_RESAMPLES)
+    report["alerts_by_age_days"] = {name: int(((age >= lo) & (age < hi)).sum()) for name, lo, hi in metrics.AGE_BINS}
+    return report
+
+
 def evaluate(model_path: str | Path, prepared: data.Prepared, description: dict | None = None,
-             fit_temperature: bool = False) -> tuple[dict, dict[str, np.ndarray]]:
-    """Metrics report and the probability sets (``calibrated``, ``uncalibrated``[, ``fitted``])."""
+             fit_temperature: bool = False, baseline=None) -> tuple[dict, dict[str, np.ndarray]]:
+    """Metrics report and the probability sets (``calibrated``, ``uncalibrated``[, ``fitted``,
+    ``baseline``]). With a fitted ``baseline`` (:func:`train_baseline`) its metrics on the same
+    alerts are under ``report["baseline"]``, and the model's by-age AUC minus the baseline's."""
     model = load_model(model_path)
     # the loader caches interpreters by file hash; re-read the metadata (a temperature may have been stored since)
     model = dataclasses.replace(model, meta=read_metadata(Path(model_path).resolve()))
@@ -99,6 +144,15 @@ def evaluate(model_path: str | Path, prepared: data.Prepared, description: dict 
         "weighting": "each alert weighted 1/(alerts of its object)",
     }
     probs = {"calibrated": p, "uncalibrated": p_raw}
+    p_base = baseline[0].predict(prepared) if baseline is not None else None
+    report |= snia_report(y, p, prepared.age, w, prepared.object_id, reference=p_base)
+    if baseline is not None:
+        report["baseline"] = {"model": "logistic regression on GP features (fink_t2.train.baseline)",
+                              "trained_on": baseline[1],
+                              **metrics.summary(y, p_base, w), **snia_report(y, p_base, prepared.age, w, prepared.object_id)}
+        report["beats_baseline_in_every_age_bin"] = bool(all(
+            v > 0 for v in report["auc_minus_reference_by_age_days"].values() if np.isfinite(v)))
+        probs["baseline"] = p_base
     if fit_temperature:
         t = metrics.fit_temperature(y, p_raw, w)
         p_fit = metrics.apply_temperature(p_raw, t)
@@ -115,7 +169,8 @@ def evaluate(model_path: str | Path, prepared: data.Prepared, description: dict 
 
 
 def write_plots(report: dict, prepared: data.Prepared, probs: dict[str, np.ndarray], stem: Path) -> list[Path]:
-    """``<stem>.confusion.png`` and ``<stem>.reliability.png``."""
+    """``<stem>.confusion.png``, ``<stem>.reliability.png``, ``<stem>.auc-by-age.png`` (model and
+    baseline) and ``<stem>.snia-reliability.png`` (P(SNIa))."""
     from fink_t2.train import plots
 
     y, w = prepared.label, prepared.weight
@@ -128,6 +183,11 @@ def write_plots(report: dict, prepared: data.Prepared, probs: dict[str, np.ndarr
     if "fitted" in probs:
         curves[f"fitted T={report['temperature_fit']['temperature']:.3g}"] = probs["fitted"]
     out.append(plots.reliability(y, curves, stem.with_name(stem.name + ".reliability.png"), w, title=name))
+    out.append(plots.auc_by_age(report, stem.with_name(stem.name + ".auc-by-age.png"), title=name))
+    snia_curves = {report["model_id"]: probs["calibrated"]} | (
+        {"feature baseline": probs["baseline"]} if "baseline" in probs else {})
+    out.append(plots.snia_reliability(y, snia_curves, stem.with_name(stem.name + ".snia-reliability.png"), w,
+                                      title=name))
     return out
 
 
@@ -140,11 +200,22 @@ def store_temperature(model_path: str | Path, temperature: float, calibration: d
     meta_file.write_text(json.dumps(meta, indent=2) + "\n")
 
 
+def _snia_line(r: dict) -> str:
+    ages = " ".join(f"{k}:{v:.3f}" for k, v in r["snia_vs_rest_auc_by_age_days"].items())
+    ci = r["ci95"]["snia_vs_rest_auc"]
+    return (f"AUC {r['snia_vs_rest_auc']:.3f} [{ci[0]:.3f}, {ci[1]:.3f}]; by age {ages}; purity@0.5 "
+            f"{r['snia_purity_at_0.5']:.3f} completeness@0.5 {r['snia_completeness_at_0.5']:.3f} "
+            f"snia_ece {r['snia_ece']:.3f}")
+
+
 def format_report(report: dict) -> str:
     keys = ("log_loss", "weighted_log_loss", "accuracy", "macro_f1", "snia_vs_rest_auc", "ece")
     lines = [f"{report['model_id']}: {report['n_objects']} objects, {report['n_alerts']} alerts, T={report['temperature']:.4g}"]
     lines.append("  " + "  ".join(f"{k}={report[k]:.4f}" for k in keys))
     lines.append("  uncalibrated: " + "  ".join(f"{k}={report['uncalibrated'][k]:.4f}" for k in keys))
+    lines.append("  SN Ia: " + _snia_line(report))
+    if "baseline" in report:
+        lines.append("  baseline: " + _snia_line(report["baseline"]))
     if "temperature_fit" in report:
         fit = report["temperature_fit"]
         lines.append(f"  fitted T={fit['temperature']:.4f}: ECE {fit['ece_before']:.4f} -> {fit['ece_after']:.4f}; "

@@ -10,6 +10,10 @@ weights ``w`` (N,) (e.g. 1/alerts-per-object so each object counts once).
 * ``accuracy``; ``macro_f1`` over the classes present in ``y`` or predicted (sklearn's default).
 * ``snia_vs_rest_auc``: ROC AUC of p[SNIa] for SN Ia vs every other class (ties count ½).
 * ``ece``: expected calibration error of the top-class confidence, 15 equal-width bins.
+* SN Ia detection (``snia_metrics``): ``snia_ece`` (calibration of P(SNIa) itself: |mean
+  P(SNIa) − SN Ia fraction| over 10 bins of P(SNIa)), purity and completeness of the alerts with
+  P(SNIa) ≥ 0.5, and the SN Ia-vs-rest AUC by alert age (days since the first detection).
+* ``bootstrap_ci``: 95 % intervals by resampling *objects* with replacement.
 """
 from __future__ import annotations
 
@@ -75,18 +79,13 @@ def roc_auc(positive, score, w=None) -> float:
     w = np.ones(len(score)) if w is None else np.asarray(w, dtype=np.float64)
     if positive.all() or not positive.any():
         return float("nan")
-    order = np.argsort(score, kind="mergesort")
-    score, positive, w = score[order], positive[order], w[order]
-    _, starts = np.unique(score, return_index=True)
-    groups = np.split(np.arange(len(score)), starts[1:])
-    below_neg = 0.0  # weight of negatives with a strictly lower score
-    total = 0.0
-    for g in groups:
-        pos_w = w[g][positive[g]].sum()
-        neg_w = w[g][~positive[g]].sum()
-        total += pos_w * (below_neg + 0.5 * neg_w)
-        below_neg += neg_w
-    return float(total / (w[positive].sum() * w[~positive].sum()))
+    _, group = np.unique(score, return_inverse=True)  # tied scores share a group, groups ascending
+    pos_w = np.bincount(group, w * positive)
+    neg_w = np.bincount(group, w * ~positive)
+    below_neg = np.cumsum(neg_w) - neg_w  # weight of negatives with a strictly lower score
+    total = np.sum(pos_w * (below_neg + 0.5 * neg_w))
+    denominator = pos_w.sum() * neg_w.sum()
+    return float(total / denominator) if denominator > 0 else float("nan")
 
 
 def snia_vs_rest_auc(y, p, w=None) -> float:
@@ -140,3 +139,113 @@ def summary(y, p, w=None) -> dict[str, float]:
         "snia_vs_rest_auc": snia_vs_rest_auc(y, p, w),
         "ece": ece(y, p, w),
     }
+
+
+#: Alert-age bins of ``snia_vs_rest_auc_by_age_days``: days since the first detection at the alert.
+AGE_BINS: tuple[tuple[str, float, float], ...] = (
+    ("0-3", 0.0, 3.0), ("3-7", 3.0, 7.0), ("7-14", 7.0, 14.0), ("14-30", 14.0, 30.0),
+    ("30-60", 30.0, 60.0), ("60-90", 60.0, 90.0 + 1e-9),
+)
+SNIA_THRESHOLD = 0.5
+SNIA_ECE_BINS = 10
+
+
+def snia_ece(y, p, w=None, bins: int = SNIA_ECE_BINS) -> float:
+    """Calibration error of P(SNIa): Σ_bins mass·|mean P(SNIa) − SN Ia fraction|."""
+    y = np.asarray(y)
+    w = _weights(y, w)
+    score = np.asarray(p)[:, SNIA]
+    which = np.clip((score * bins).astype(int), 0, bins - 1)
+    mass = np.bincount(which, w, minlength=bins)
+    filled = mass > 0
+    mean_p = np.bincount(which, w * score, minlength=bins)[filled] / mass[filled]
+    fraction = np.bincount(which, w * (y == SNIA), minlength=bins)[filled] / mass[filled]
+    return float(np.sum(mass[filled] * np.abs(mean_p - fraction)))
+
+
+def snia_reliability(y, p, w=None, bins: int = SNIA_ECE_BINS) -> dict[str, np.ndarray]:
+    """Per P(SNIa) bin: weight fraction, mean P(SNIa), SN Ia fraction (NaN where empty)."""
+    y = np.asarray(y)
+    w = _weights(y, w)
+    score = np.asarray(p)[:, SNIA]
+    which = np.clip((score * bins).astype(int), 0, bins - 1)
+    mass = np.bincount(which, w, minlength=bins)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean_p = np.bincount(which, w * score, minlength=bins) / mass
+        fraction = np.bincount(which, w * (y == SNIA), minlength=bins) / mass
+    return {"edges": np.linspace(0, 1, bins + 1), "mass": mass, "mean_p": mean_p, "fraction": fraction}
+
+
+def snia_purity_completeness(y, p, w=None, threshold: float = SNIA_THRESHOLD) -> tuple[float, float]:
+    """(purity, completeness) of the alerts with P(SNIa) ≥ threshold (NaN when undefined)."""
+    y = np.asarray(y)
+    w = np.ones(len(y)) if w is None else np.asarray(w, dtype=np.float64)
+    chosen = np.asarray(p)[:, SNIA] >= threshold
+    is_ia = y == SNIA
+    selected, positives = w[chosen].sum(), w[is_ia].sum()
+    purity = w[chosen & is_ia].sum() / selected if selected > 0 else float("nan")
+    completeness = w[chosen & is_ia].sum() / positives if positives > 0 else float("nan")
+    return float(purity), float(completeness)
+
+
+def auc_by_age(y, p, age, w=None) -> dict[str, float]:
+    """SN Ia-vs-rest AUC in each ``AGE_BINS`` bin of alert age (days); NaN where one class is absent."""
+    y, p, age = np.asarray(y), np.asarray(p), np.asarray(age)
+    w = np.ones(len(y)) if w is None else np.asarray(w, dtype=np.float64)
+    out = {}
+    for name, lo, hi in AGE_BINS:
+        rows = (age >= lo) & (age < hi)
+        out[name] = roc_auc(y[rows] == SNIA, p[rows, SNIA], w[rows]) if rows.any() else float("nan")
+    return out
+
+
+def snia_metrics(y, p, age, w=None) -> dict:
+    """The SN Ia keys of ``evaluate`` (all floats, by-age AUC a dict keyed by age bin)."""
+    purity, completeness = snia_purity_completeness(y, p, w)
+    return {"snia_vs_rest_auc": snia_vs_rest_auc(y, p, w), "snia_vs_rest_auc_by_age_days": auc_by_age(y, p, age, w),
+            f"snia_purity_at_{SNIA_THRESHOLD}": purity, f"snia_completeness_at_{SNIA_THRESHOLD}": completeness,
+            "snia_ece": snia_ece(y, p, w), "accuracy": accuracy(y, p, w)}
+
+
+def _flatten(d: dict, prefix: str = "") -> dict[str, float]:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flatten(v, f"{prefix}{k}/"))
+        else:
+            out[f"{prefix}{k}"] = float(v)
+    return out
+
+
+def _unflatten(flat: dict[str, object]) -> dict:
+    out: dict = {}
+    for key, value in flat.items():
+        node = out
+        *parents, leaf = key.split("/")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    return out
+
+
+def bootstrap_ci(statistic, object_id, n_resamples: int = 200, seed: int = 0, level: float = 0.95) -> dict:
+    """Percentile CIs of every number ``statistic(row_weights)`` returns, resampling objects.
+
+    ``statistic`` maps per-row weight multipliers (N,) — how many times each row's object was
+    drawn — to a (nested) dict of floats. Returns the same nesting with ``[low, high]`` pairs.
+    """
+    _, inverse = np.unique(np.asarray(object_id), return_inverse=True)
+    n_objects = inverse.max() + 1 if len(inverse) else 0
+    rng = np.random.default_rng(seed)
+    draws = []
+    for _ in range(n_resamples):
+        times = np.bincount(rng.integers(0, n_objects, n_objects), minlength=n_objects)
+        draws.append(_flatten(statistic(times[inverse].astype(np.float64))))
+    tail = (1 - level) / 2 * 100
+    out = {}
+    for key in draws[0]:
+        values = np.array([d[key] for d in draws])
+        values = values[np.isfinite(values)]
+        out[key] = [float(np.percentile(values, tail)), float(np.percentile(values, 100 - tail))] if values.size \
+            else [float("nan"), float("nan")]
+    return _unflatten(out)

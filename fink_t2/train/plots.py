@@ -100,3 +100,48 @@ def reliability(y, curves: dict[str, np.ndarray], out: Path, w=None, title: str 
     fig.savefig(out, dpi=110)
     plt.close(fig)
     return out
+
+
+def auc_by_age(report: dict, out: Path, title: str = "") -> Path:
+    """SN Ia-vs-rest AUC per alert-age bin with 95 % CIs: the model and, if present, the baseline."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6.5, 4), constrained_layout=True)
+    series = [(report.get("model_id", "model"), report)] + ([("feature baseline", report["baseline"])]
+                                                           if "baseline" in report else [])
+    for offset, (label, r) in zip((-0.08, 0.08), series):
+        names = list(r["snia_vs_rest_auc_by_age_days"])
+        values = np.array([r["snia_vs_rest_auc_by_age_days"][k] for k in names])
+        ci = np.array([r["ci95"]["snia_vs_rest_auc_by_age_days"][k] for k in names])
+        x = np.arange(len(names)) + offset
+        ax.errorbar(x, values, yerr=[values - ci[:, 0], ci[:, 1] - values], marker="o", capsize=3, label=label)
+    ax.axhline(0.5, color="grey", lw=0.8, ls=":")
+    ax.set_xticks(range(len(names)), names)
+    ax.set_xlabel("days since the first detection at the alert")
+    ax.set_ylabel("SN Ia-vs-rest AUC (95 % CI)")
+    ax.set_ylim(0.3, 1.0)
+    ax.legend()
+    ax.set_title(title, fontsize=9)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+    return out
+
+
+def snia_reliability(y, curves: dict, out: Path, w=None, title: str = "") -> Path:
+    """Reliability of P(SNIa): mean P(SNIa) vs SN Ia fraction per bin, one line per curve."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(5, 4.5), constrained_layout=True)
+    ax.plot([0, 1], [0, 1], color="grey", lw=0.8, ls=":")
+    for label, p in curves.items():
+        r = metrics.snia_reliability(y, p, w)
+        ok = r["mass"] > 0
+        ax.plot(r["mean_p"][ok], r["fraction"][ok], marker="o",
+                label=f"{label} (snia_ece {metrics.snia_ece(y, p, w):.3f})")
+    ax.set_xlabel("mean P(SNIa) in bin")
+    ax.set_ylabel("fraction of SN Ia")
+    ax.legend(fontsize=8)
+    ax.set_title(title, fontsize=9)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+    return out
