@@ -12,7 +12,8 @@ import sys
 from pathlib import Path
 
 from fink_t2.train import data
-from fink_t2.train.fit import LEARNING_RATE, TrainConfig
+from fink_t2.contract import INPUT_CONTRACTS
+from fink_t2.train.fit import LEARNING_RATE, LOSSES, TrainConfig
 
 
 def _progress_enabled(args) -> bool:
@@ -25,10 +26,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     spec = pipeline.DataSpec(
         data=args.data, plasticc_dir=args.plasticc, bts_dir=args.bts, plasticc_test_dir=args.plasticc_test or "",
         plasticc_per_object=args.plasticc_per_object, bts_per_object=args.bts_per_object,
-        max_objects=args.max_objects, seed=args.seed, scaling=args.scaling,
+        max_objects=args.max_objects, seed=args.seed, scaling=args.scaling, input_contract=args.input_contract,
+        plasticc_weight=args.plasticc_weight, bts_augment_copies=args.bts_augment_copies,
     )
     config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.lr,
-                         patience=args.patience, seed=args.seed)
+                         patience=args.patience, seed=args.seed, loss=args.loss)
     model_id = args.model_id or f"t2-{args.data}-s{args.seed}"
     result = pipeline.train(spec, config, Path(args.out), model_id, progress=_progress_enabled(args))
     rec = result["record"]
@@ -192,6 +194,13 @@ def add_train_parsers(subparsers) -> None:
     p.add_argument("--max-objects", type=int, help="use a seeded subset of objects per source (quick runs)")
     p.add_argument("--scaling", choices=("robust_per_alert_per_band", "robust_global", "none"),
                    default="robust_per_alert_per_band")
+    p.add_argument("--input-contract", choices=INPUT_CONTRACTS, default=INPUT_CONTRACTS[0],
+                   help="model input (fink_t2.contract.INPUT_CONTRACTS)")
+    p.add_argument("--loss", choices=LOSSES, default=LOSSES[0],
+                   help="weighted_log_loss: t2's class-balanced loss; cross_entropy: sample-weighted (the ZTF prior)")
+    p.add_argument("--plasticc-weight", type=float, default=1.0, help="sample weight of PLAsTiCC rows vs BTS rows")
+    p.add_argument("--bts-augment-copies", type=int, default=0,
+                   help="extra cadence/noise-augmented emulations of the BTS train objects")
     p.add_argument("--compress", action="store_true", help="also build the compression variants")
     p.add_argument("--cluster-epochs", type=int, default=10)
     p.add_argument("--no-progress", action="store_true")

@@ -74,22 +74,24 @@ def prune_model(model, target_sparsity: float, end_step: int):
         return keras.models.clone_model(base, clone_function=wrap)
 
 
-def fine_tune_clustered(model, x_train, y_train, x_val, y_val, config: TrainConfig, progress: bool = True):
+def fine_tune_clustered(model, x_train, y_train, x_val, y_val, config: TrainConfig, progress: bool = True,
+                        w_train=None, w_val=None):
     """Cluster the head of ``model``, fine-tune, strip; returns (stripped model, history)."""
-    clustered = compile_model(cluster_head(model), config.learning_rate, config.clipnorm)
-    history = fit(clustered, x_train, y_train, x_val, y_val, config, progress)
+    clustered = compile_model(cluster_head(model), config.learning_rate, config.clipnorm, config.loss)
+    history = fit(clustered, x_train, y_train, x_val, y_val, config, progress, w_train=w_train, w_val=w_val)
     return strip_clustering(clustered), history
 
 
 def fine_tune_pruned(model, x_train, y_train, x_val, y_val, config: TrainConfig, target_sparsity: float = 0.5,
-                     progress: bool = True):
+                     progress: bool = True, w_train=None, w_val=None):
     """Prune Dense/Conv1D kernels to ``target_sparsity`` while fine-tuning; returns (stripped, history)."""
     tfmot = tf_setup.tfmot()
     steps = int(np.ceil(len(x_train) / config.batch_size)) * config.epochs
     pruned = compile_model(prune_model(model, target_sparsity, end_step=max(steps - 1, 1)),
-                           config.learning_rate, config.clipnorm)
+                           config.learning_rate, config.clipnorm, config.loss)
     history = fit(pruned, x_train, y_train, x_val, y_val, config, progress,
-                  extra_callbacks=[tfmot.sparsity.keras.UpdatePruningStep()], restore_best=False)
+                  extra_callbacks=[tfmot.sparsity.keras.UpdatePruningStep()], restore_best=False,
+                  w_train=w_train, w_val=w_val)
     return tfmot.sparsity.keras.strip_pruning(pruned), history
 
 

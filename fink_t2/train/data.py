@@ -229,6 +229,27 @@ def split_of(object_ids, seed: int = SPLIT_SEED, val_fraction: float = VAL_FRACT
     return np.array(["val" if unit(o) < val_fraction else "train" for o in object_ids], dtype=object)
 
 
+AUGMENT_DROP_FRACTION = 0.3  # cadence augmentation: each point dropped with this probability
+AUGMENT_NOISE_SCALE = 1.0  # flux augmentation: re-drawn with this many σ_F of Gaussian noise
+
+
+def augment_photometry(phot: Photometry, seed: int, drop_fraction: float = AUGMENT_DROP_FRACTION,
+                       noise_scale: float = AUGMENT_NOISE_SCALE) -> Photometry:
+    """Cadence and noise augmentation: drop points at random, add N(0, (noise_scale·σ_F)²) to the flux.
+
+    The first detection of each object is always kept (it defines ``jdstarthist`` and the age).
+    """
+    rng = np.random.default_rng(seed)
+    keep = rng.random(len(phot.mjd)) >= drop_fraction
+    keep[phot.offsets[:-1][np.diff(phot.offsets) > 0]] = True
+    flux = phot.flux + rng.normal(0.0, 1.0, len(phot.flux)) * phot.flux_err * noise_scale
+    owner = np.repeat(np.arange(len(phot)), np.diff(phot.offsets))
+    counts = np.bincount(owner[keep], minlength=len(phot))
+    return Photometry(phot.survey, phot.object_id, phot.label, np.concatenate(([0], np.cumsum(counts))),
+                      phot.mjd[keep], phot.band[keep], flux[keep], phot.flux_err[keep], phot.detected[keep],
+                      phot.detection_window)
+
+
 # ----------------------------------------------------------------------------------------------
 # Alert-time emulation
 # ----------------------------------------------------------------------------------------------
@@ -526,10 +547,11 @@ def _dir_fingerprint(directory: Path) -> str:
 
 def prepare(source: str, directory: str | Path, mode: str = "alert", split: str = "all", seed: int = 0,
             per_object: int = 1, history_days: float = HISTORY_DAYS, max_objects: int | None = None,
-            cache_dir: Path | None = None, progress: bool = False) -> Prepared:
+            cache_dir: Path | None = None, progress: bool = False, augment_seed: int | None = None) -> Prepared:
     """:class:`Prepared` data of one source (``plasticc`` | ``bts``) and mode (``alert`` | ``full``).
 
     ``seed`` drives the alert-epoch draw; the BTS train/val split uses ``SPLIT_SEED`` (fixed).
+    ``augment_seed`` applies :func:`augment_photometry` (training only) before the emulation.
     With ``cache_dir`` the result is cached there (training passes :data:`CACHE_DIR`); the file
     name hashes every parameter, the data folder (names, sizes, mtimes) and the source of the
     shared preprocessing code. ``None`` (the default, used by evaluation) caches nothing.
@@ -540,7 +562,8 @@ def prepare(source: str, directory: str | Path, mode: str = "alert", split: str 
     params = dict(source=source, directory=str(directory.resolve()), mode=mode, split=split, seed=seed,
                   per_object=per_object, history_days=history_days, max_objects=max_objects,
                   version=PREPARE_VERSION, data=_dir_fingerprint(directory), code=_code_fingerprint(),
-                  split_seed=SPLIT_SEED, val_fraction=VAL_FRACTION, phase=BTS_PHASE_WINDOW)
+                  split_seed=SPLIT_SEED, val_fraction=VAL_FRACTION, phase=BTS_PHASE_WINDOW,
+                  augment_seed=augment_seed, augment=(AUGMENT_DROP_FRACTION, AUGMENT_NOISE_SCALE))
     key = hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()[:16]
     path = Path(cache_dir) / f"{source}-{mode}-{split}-{key}.npz" if cache_dir is not None else None
     if path is not None and path.is_file():
@@ -552,6 +575,8 @@ def prepare(source: str, directory: str | Path, mode: str = "alert", split: str 
         phot = read_bts(directory, split=split)
         if max_objects is not None and max_objects < len(phot):
             phot = phot.subset(np.sort(np.random.default_rng(seed).choice(len(phot), max_objects, replace=False)))
+    if augment_seed is not None:
+        phot = augment_photometry(phot, augment_seed)
     if mode == "alert":
         out = prepare_alerts(phot, per_object, seed, history_days, progress=progress)
     else:

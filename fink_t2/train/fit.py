@@ -35,6 +35,9 @@ class TrainConfig:
     lr_patience: int = 5
     lr_cooldown: int = 5
     seed: int = 42
+    #: "weighted_log_loss" (t2's class-balanced loss) or "cross_entropy" (sample-weighted: the
+    #: class mix of the weighted training set is the prior the probabilities are calibrated to)
+    loss: str = "weighted_log_loss"
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -53,14 +56,20 @@ def seed_everything(seed: int) -> None:
         pass
 
 
-def compile_model(model, learning_rate: float = LEARNING_RATE, clipnorm: float = 1.0):
+LOSSES = ("weighted_log_loss", "cross_entropy")
+
+
+def compile_model(model, learning_rate: float = LEARNING_RATE, clipnorm: float = 1.0, loss: str = LOSSES[0]):
     keras = tf_setup.keras()
     from fink_t2.train.network import WeightedLogLoss
 
+    if loss not in LOSSES:
+        raise ValueError(f"unknown loss {loss!r}; expected one of {LOSSES}")
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate=learning_rate, beta_1=0.9, beta_2=0.999,
                                         epsilon=1e-7, clipnorm=clipnorm),
-        loss=WeightedLogLoss(), metrics=["accuracy"],
+        loss=WeightedLogLoss() if loss == "weighted_log_loss" else keras.losses.CategoricalCrossentropy(),
+        metrics=["accuracy"],
     )
     return model
 
@@ -90,8 +99,12 @@ def _progress_callback(total_epochs: int, enabled: bool):
 
 
 def fit(model, x_train, y_train, x_val, y_val, config: TrainConfig, progress: bool = True,
-        extra_callbacks: list | None = None, restore_best: bool = True) -> dict[str, list[float]]:
-    """Train ``model`` in place; returns the Keras history dict plus per-epoch ``lr`` and ``seconds``."""
+        extra_callbacks: list | None = None, restore_best: bool = True,
+        w_train: np.ndarray | None = None, w_val: np.ndarray | None = None) -> dict[str, list[float]]:
+    """Train ``model`` in place; returns the Keras history dict plus per-epoch ``lr`` and ``seconds``.
+
+    ``w_train``/``w_val``: per-sample weights (normalised to mean 1), used by the loss.
+    """
     keras = tf_setup.keras()
     lrs: list[float] = []
     times: list[float] = []
@@ -118,14 +131,21 @@ def fit(model, x_train, y_train, x_val, y_val, config: TrainConfig, progress: bo
     if restore_best:
         callbacks.insert(1, keras.callbacks.EarlyStopping(monitor="val_loss", min_delta=config.min_delta,
                                                           patience=config.patience, restore_best_weights=True))
+    validation = (x_val, one_hot(y_val)) if w_val is None else (x_val, one_hot(y_val), _mean_one(w_val))
     history = model.fit(
-        x_train, one_hot(y_train), validation_data=(x_val, one_hot(y_val)), epochs=config.epochs,
+        x_train, one_hot(y_train), sample_weight=None if w_train is None else _mean_one(w_train),
+        validation_data=validation, epochs=config.epochs,
         batch_size=config.batch_size, shuffle=True, verbose=0, callbacks=callbacks,
     )
     out = {k: [float(v) for v in vals] for k, vals in history.history.items()}
     out["lr"] = lrs
     out["seconds"] = times
     return out
+
+
+def _mean_one(w: np.ndarray) -> np.ndarray:
+    w = np.asarray(w, dtype=np.float32)
+    return w / w.mean()
 
 
 def predict_keras(model, x: np.ndarray, batch_size: int = 1024) -> np.ndarray:

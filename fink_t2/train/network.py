@@ -29,6 +29,11 @@ DROPOUT = 0.1
 LAYER_NORM_EPSILON = 1e-6
 #: Parameter count of the published architecture (contract §5).
 N_PARAMETERS = 13_262
+
+
+def n_parameters(channels: int = 2) -> int:
+    """Trainable parameters of ``build_t2`` with ``channels`` input channels (Conv1D: 32 per channel)."""
+    return N_PARAMETERS + EMBED_DIM * (channels - 2)
 HEAD_NAME = "head"  # the final Dense(14): the only layer clustered (contract §7)
 INPUT_NAME = "input_1"
 

@@ -62,6 +62,12 @@ class DataSpec:
     max_objects: int | None = None  # subset for quick runs / tests
     seed: int = 42
     scaling: str = DEFAULT_SCALING
+    input_contract: str = "span_grid_v1"
+    #: sample weight of the PLAsTiCC rows relative to the BTS rows (objects count once per source)
+    plasticc_weight: float = 1.0
+    #: extra emulations of every BTS train object with cadence and noise augmentation
+    #: (``data.augment_photometry``): points dropped and fluxes re-drawn within their errors
+    bts_augment_copies: int = 0
 
     def as_dict(self) -> dict:
         return dict(self.__dict__)
@@ -75,6 +81,12 @@ class TrainingData:
     y_es: np.ndarray
     scaling_stats: dict | None
     description: dict = field(default_factory=dict)
+    w_train: np.ndarray | None = None  # sample weights (objects count once, PLAsTiCC × plasticc_weight)
+    w_es: np.ndarray | None = None
+
+    @property
+    def channels(self) -> int:
+        return int(self.x_train.shape[2])
 
 
 def _robust_stats(gp_mean: np.ndarray) -> dict:
@@ -102,6 +114,11 @@ def load_training_data(spec: DataSpec, progress: bool = True) -> TrainingData:
             parts.append(("bts_train_alerts", datasets.prepare(
                 "bts", spec.bts_dir, mode="alert", split="train", seed=spec.seed, per_object=spec.bts_per_object,
                 history_days=spec.history_days, max_objects=spec.max_objects, cache_dir=datasets.CACHE_DIR, progress=progress)))
+        for copy in range(1, spec.bts_augment_copies + 1):
+            parts.append((f"bts_train_alerts_augmented_{copy}", datasets.prepare(
+                "bts", spec.bts_dir, mode="alert", split="train", seed=spec.seed + copy, per_object=spec.bts_per_object,
+                history_days=spec.history_days, max_objects=spec.max_objects, cache_dir=datasets.CACHE_DIR,
+                augment_seed=spec.seed + copy, progress=progress)))
     else:
         raise ValueError(f"unknown --data {spec.data!r} (ztf | plasticc)")
     if not parts:
@@ -109,8 +126,9 @@ def load_training_data(spec: DataSpec, progress: bool = True) -> TrainingData:
     full = datasets.Prepared.concat([p for _, p in parts])
     held = datasets.split_of(full.object_id, seed=ES_SEED, val_fraction=ES_FRACTION[spec.data]) == "val"
     stats = _robust_stats(full.gp_mean[~held]) if spec.scaling == "robust_global" else None
-    x = full.inputs(spec.scaling, stats)
+    x = full.model_inputs({"input_contract": spec.input_contract, "scaling": spec.scaling, "scaling_stats": stats})
     extreme = ~(np.abs(x).max(axis=(1, 2)) <= MAX_ABS_INPUT)  # NaN counts as extreme
+    weight = _sample_weights(parts, spec.plasticc_weight)
     description = {
         name: {"alerts_or_curves": len(p), "objects": p.n_objects,
                "class_counts": {CLASS_NAMES[c]: int(n) for c, n in zip(*np.unique(p.label, return_counts=True))}}
@@ -120,7 +138,20 @@ def load_training_data(spec: DataSpec, progress: bool = True) -> TrainingData:
                                              "rows": int((held & ~extreme).sum())}
     description["dropped_extreme_inputs"] = {"max_abs_input": MAX_ABS_INPUT, "rows": int(extreme.sum())}
     train, es = ~held & ~extreme, held & ~extreme
-    return TrainingData(x[train], full.label[train], x[es], full.label[es], stats, description)
+    description["sample_weights"] = {"each_object_once_per_source": True, "plasticc_weight": spec.plasticc_weight}
+    return TrainingData(x[train], full.label[train], x[es], full.label[es], stats, description,
+                        weight[train], weight[es])
+
+
+def _sample_weights(parts: list[tuple[str, "datasets.Prepared"]], plasticc_weight: float) -> np.ndarray:
+    """Per-row weights: 1/(rows of the object) within each part, PLAsTiCC parts × ``plasticc_weight``,
+    augmented copies share their object's weight with the original."""
+    augmented = sum(name.startswith("bts_train_alerts") for name, _ in parts)
+    out = []
+    for name, part in parts:
+        factor = plasticc_weight if name.startswith("plasticc") else 1.0 / max(augmented, 1)
+        out.append(part.weight * factor)
+    return np.concatenate(out)
 
 
 def git_commit() -> str | None:
@@ -131,17 +162,18 @@ def git_commit() -> str | None:
         return None
 
 
-def _metadata(model_id: str, tflite: bytes, spec: DataSpec, stats: dict | None, description: str, **extra) -> dict:
+def _metadata(model_id: str, tflite: bytes, spec: DataSpec, stats: dict | None, description: str,
+              channels: int = 2, **extra) -> dict:
     from fink_t2.train.compress import base_metadata
-    from fink_t2.train.network import N_PARAMETERS
+    from fink_t2.train.network import n_parameters
 
     return base_metadata(
-        model_id, tflite, spec.scaling, stats,
+        model_id, tflite, spec.scaling, stats, input_contract=spec.input_contract, channels=channels,
         description=description,
         source=f"trained here with fink_t2.train (git {git_commit() or 'unknown'})",
         reference="architecture and loss: Allam & McEwen 2021, arXiv:2105.06178; compression: Allam, Peloton & "
                   "McEwen 2023, arXiv:2303.08951 (re-implemented, no code copied)",
-        parameters=N_PARAMETERS,
+        parameters=n_parameters(channels),
         gp_wavelengths_A={"plasticc": datasets.PLASTICC_WAVELENGTH_A, "ztf_bts": dict(ZTF_WAVELENGTH_A)},
         **extra,
     )
@@ -158,13 +190,14 @@ def train(spec: DataSpec, config: TrainConfig, out_dir: Path, model_id: str, pro
     prep_seconds = time.perf_counter() - t0
     log.info("training data: %d train, %d early-stopping rows (%.1f s)", len(td.y_train), len(td.y_es), prep_seconds)
     fit.seed_everything(config.seed)
-    model = fit.compile_model(network.build_t2(), config.learning_rate, config.clipnorm)
+    model = fit.compile_model(network.build_t2(bands=td.channels), config.learning_rate, config.clipnorm, config.loss)
     t0 = time.perf_counter()
-    history = fit.fit(model, td.x_train, td.y_train, td.x_es, td.y_es, config, progress)
+    history = fit.fit(model, td.x_train, td.y_train, td.x_es, td.y_es, config, progress,
+                      w_train=td.w_train, w_val=td.w_es)
     train_seconds = time.perf_counter() - t0
     model.save_weights(out_dir / f"{model_id}.h5")
     p_es = fit.predict_keras(model, td.x_es)
-    es_metrics = metrics.summary(td.y_es, p_es)
+    es_metrics = metrics.summary(td.y_es, p_es, td.w_es)
     tflite = compress.to_tflite(model, quantize=False)
     record = {
         "model_id": model_id, "spec": spec.as_dict(), "config": config.as_dict(), "history": history,
@@ -172,10 +205,12 @@ def train(spec: DataSpec, config: TrainConfig, out_dir: Path, model_id: str, pro
         "best_epoch": int(np.argmin(history["val_loss"])) + 1 if history.get("val_loss") else None,
         "epochs_run": len(history["loss"]), "train_seconds": train_seconds, "prep_seconds": prep_seconds,
         "n_train": int(len(td.y_train)), "n_early_stopping": int(len(td.y_es)), "git": git_commit(),
+        "channels": td.channels,
     }
     (out_dir / f"{model_id}.train.json").write_text(json.dumps(record, indent=1) + "\n")
     meta = _metadata(model_id, tflite, spec, td.scaling_stats,
-                     f"t2 float baseline trained on {spec.data} data", training=_training_summary(record))
+                     f"t2 float baseline trained on {spec.data} data", channels=td.channels,
+                     training=_training_summary(record))
     path = compress.write_model(out_dir, model_id, tflite, meta)
     plots.training_curves({"baseline": history}, out_dir / f"{model_id}.training.png",
                           title=f"{model_id}: {spec.data} data, {len(td.y_train)} train rows")
@@ -196,7 +231,7 @@ def load_trained(out_dir: Path, model_id: str):
 
     record = json.loads((Path(out_dir) / f"{model_id}.train.json").read_text())
     fit.seed_everything(record["config"]["seed"])  # deterministic ops refuse unseeded initialisers
-    model = network.build_t2()
+    model = network.build_t2(bands=record.get("channels", 2))
     model.load_weights(Path(out_dir) / f"{model_id}.h5")
     return model, record
 
@@ -218,12 +253,12 @@ def compress_variants(out_dir: Path, model_id: str, cluster_epochs: int = 10, cl
                           "patience": max(3, cluster_epochs // 2)})
     t0 = time.perf_counter()
     clustered, cluster_hist = compress.fine_tune_clustered(keras_model, td.x_train, td.y_train, td.x_es, td.y_es,
-                                                           tune, progress)
+                                                           tune, progress, td.w_train, td.w_es)
     cluster_seconds = time.perf_counter() - t0
     prune_cfg = TrainConfig(**{**record["config"], "epochs": prune_epochs, "learning_rate": cluster_lr})
     t0 = time.perf_counter()
     pruned, prune_hist = compress.fine_tune_pruned(keras_model, td.x_train, td.y_train, td.x_es, td.y_es,
-                                                   prune_cfg, prune_sparsity, progress)
+                                                   prune_cfg, prune_sparsity, progress, td.w_train, td.w_es)
     prune_seconds = time.perf_counter() - t0
     models = {"baseline": (keras_model, False), "quantized": (keras_model, True), "clustered": (clustered, False),
               "clustered_quantized": (clustered, True), "pruned": (pruned, False)}
@@ -246,10 +281,10 @@ def compress_variants(out_dir: Path, model_id: str, cluster_epochs: int = 10, cl
             "variant": variant, "note": notes[variant], "size_bytes": len(tflite), "gzip_bytes": compress.gzip_size(tflite),
             "head_unique_values": compress.head_unique_values(km), "kernel_sparsity": compress.sparsity_of(km),
             "max_abs_diff_vs_keras": float(np.abs(p_keras_es - p_tfl_es).max()) if len(td.x_es) else None,
-            "early_stopping_metrics": metrics.summary(td.y_es, p_tfl_es),
+            "early_stopping_metrics": metrics.summary(td.y_es, p_tfl_es, td.w_es),
         }
         meta = _metadata(vid, tflite, spec, record.get("scaling_stats"),
-                         f"t2 ({variant.replace('_', ' + ')}) trained on {spec.data} data",
+                         f"t2 ({variant.replace('_', ' + ')}) trained on {spec.data} data", channels=td.channels,
                          compression=info, training=_training_summary(record))
         info["path"] = str(compress.write_model(out_dir, vid, tflite, meta))
         out[variant] = info

@@ -31,8 +31,14 @@ def tensor_names(tflite: bytes) -> tuple[str, str]:
     return interp.get_input_details()[0]["name"], interp.get_output_details()[0]["name"]
 
 
+AXIS_2 = {"span_grid_v1": "band: 0 = g, 1 = r",
+          "window_asinh_v2": "0 = asinh flux g, 1 = asinh flux r (one shared scale), 2 = mask (after the first "
+                             "detection), 3 = alert age / 90 d"}
+
+
 def base_metadata(model_id: str, tflite: bytes, scaling: str, scaling_stats: dict | None = None,
-                  temperature: float = 1.0, **extra) -> dict:
+                  temperature: float = 1.0, input_contract: str = "span_grid_v1", channels: int = 2,
+                  **extra) -> dict:
     """Metadata JSON in the format of ``data/models/fink-t2-quantized-28341.json``."""
     input_name, output_name = tensor_names(tflite)
     meta = {
@@ -43,8 +49,9 @@ def base_metadata(model_id: str, tflite: bytes, scaling: str, scaling_stats: dic
         "plasticc_ids": list(PLASTICC_IDS),
         "bands": list(BANDS),
         "grid_length": GRID_LENGTH,
-        "input": {"name": input_name, "shape": [-1, GRID_LENGTH, len(BANDS)], "dtype": "float32",
-                  "axis_1": "GP grid time, ascending", "axis_2": "band: 0 = g, 1 = r"},
+        "input_contract": input_contract,
+        "input": {"name": input_name, "shape": [-1, GRID_LENGTH, channels], "dtype": "float32",
+                  "axis_1": "GP grid time, ascending", "axis_2": AXIS_2[input_contract]},
         "output": {"name": output_name, "shape": [-1, len(CLASS_NAMES)], "dtype": "float32", "activation": "softmax"},
         "scaling": scaling,
         "temperature": float(temperature),
