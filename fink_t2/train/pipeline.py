@@ -83,6 +83,7 @@ class TrainingData:
     description: dict = field(default_factory=dict)
     w_train: np.ndarray | None = None  # sample weights (objects count once, PLAsTiCC × plasticc_weight)
     w_es: np.ndarray | None = None
+    ztf_es: np.ndarray | None = None  # (early-stopping rows,) bool: ZTF (BTS) rows, the calibration set
 
     @property
     def channels(self) -> int:
@@ -129,6 +130,7 @@ def load_training_data(spec: DataSpec, progress: bool = True) -> TrainingData:
     x = full.model_inputs({"input_contract": spec.input_contract, "scaling": spec.scaling, "scaling_stats": stats})
     extreme = ~(np.abs(x).max(axis=(1, 2)) <= MAX_ABS_INPUT)  # NaN counts as extreme
     weight = _sample_weights(parts, spec.plasticc_weight)
+    is_ztf = np.concatenate([np.full(len(p), name.startswith("bts")) for name, p in parts])
     description = {
         name: {"alerts_or_curves": len(p), "objects": p.n_objects,
                "class_counts": {CLASS_NAMES[c]: int(n) for c, n in zip(*np.unique(p.label, return_counts=True))}}
@@ -140,7 +142,7 @@ def load_training_data(spec: DataSpec, progress: bool = True) -> TrainingData:
     train, es = ~held & ~extreme, held & ~extreme
     description["sample_weights"] = {"each_object_once_per_source": True, "plasticc_weight": spec.plasticc_weight}
     return TrainingData(x[train], full.label[train], x[es], full.label[es], stats, description,
-                        weight[train], weight[es])
+                        weight[train], weight[es], is_ztf[es])
 
 
 def _sample_weights(parts: list[tuple[str, "datasets.Prepared"]], plasticc_weight: float) -> np.ndarray:
@@ -225,6 +227,25 @@ def _training_summary(record: dict) -> dict:
     }
 
 
+def _calibration(td: TrainingData, p_es: np.ndarray) -> tuple[float, dict]:
+    """Temperature fitted on the ZTF rows of the early-stopping hold-out (training objects, never val).
+
+    With the cross-entropy loss the probabilities already carry the training prior of the
+    object-weighted BTS mix (the ZTF population the stream sees); T only corrects over- or
+    under-confidence. With t2's class-balanced loss T cannot fix the uniform prior: stated.
+    """
+    rows = td.ztf_es if td.ztf_es is not None and td.ztf_es.any() else np.ones(len(td.y_es), bool)
+    if not rows.any():
+        return 1.0, {"method": "none (no early-stopping rows)"}
+    t = metrics.fit_temperature(td.y_es[rows], p_es[rows], td.w_es[rows] if td.w_es is not None else None)
+    p_cal = metrics.apply_temperature(p_es[rows], t)
+    return t, {"method": "temperature scaling p ∝ p^(1/T), T minimising the object-weighted log-loss",
+               "fitted_on": "ZTF BTS rows of the early-stopping hold-out (train-split objects; never the val split)",
+               "rows": int(rows.sum()),
+               "snia_ece_before": metrics.snia_ece(td.y_es[rows], p_es[rows], td.w_es[rows] if td.w_es is not None else None),
+               "snia_ece_after": metrics.snia_ece(td.y_es[rows], p_cal, td.w_es[rows] if td.w_es is not None else None)}
+
+
 def load_trained(out_dir: Path, model_id: str):
     """(Keras model with the trained weights, its ``train.json`` record)."""
     from fink_t2.train import fit, network
@@ -277,6 +298,7 @@ def compress_variants(out_dir: Path, model_id: str, cluster_epochs: int = 10, cl
         vid = f"{model_id}-{variant.replace('_', '-')}"
         p_keras_es = fit.predict_keras(km, td.x_es)
         p_tfl_es = compress.tflite_predict(tflite, td.x_es)
+        temperature, calibration = _calibration(td, p_tfl_es)
         info = {
             "variant": variant, "note": notes[variant], "size_bytes": len(tflite), "gzip_bytes": compress.gzip_size(tflite),
             "head_unique_values": compress.head_unique_values(km), "kernel_sparsity": compress.sparsity_of(km),
@@ -285,7 +307,8 @@ def compress_variants(out_dir: Path, model_id: str, cluster_epochs: int = 10, cl
         }
         meta = _metadata(vid, tflite, spec, record.get("scaling_stats"),
                          f"t2 ({variant.replace('_', ' + ')}) trained on {spec.data} data", channels=td.channels,
-                         compression=info, training=_training_summary(record))
+                         compression=info, training=_training_summary(record),
+                         temperature=temperature, calibration=calibration)
         info["path"] = str(compress.write_model(out_dir, vid, tflite, meta))
         out[variant] = info
     from fink_t2.train import plots
