@@ -146,20 +146,24 @@ def test_split_is_stable_and_seeded():
 
 
 @pytest.mark.shared
-def test_bts_alerts_take_the_inference_path():
-    """Probabilities computed by the training/evaluation path equal classify.run_stages on the same alerts."""
+@pytest.mark.parametrize("model_file", ["default", "published"])
+def test_bts_alerts_take_the_inference_path(model_file):
+    """Probabilities computed by the training/evaluation path equal classify.run_stages on the same
+    alerts, for the default model (its own input contract) and the published one (span grid)."""
     from fink_t2.science import classify
-    from fink_t2.science.model import load_model
-    from fink_t2.science.model_input import scale_input
+    from fink_t2.science import model_input
+    from fink_t2.science.model import PUBLISHED_MODEL, load_model
     from fink_t2.train import data
 
     phot = data.read_bts(shared_path("data", "labeled", "ztf_bts_antares"), split="val")
     phot = phot.subset(np.arange(12))
     alerts = data.sample_alerts(phot, per_object=2, seed=3)
     batch = data.alert_batch(phot, alerts)
-    model = load_model()
+    model = load_model(None if model_file == "default" else PUBLISHED_MODEL)
     status, index, means = data.batch_gp_means(batch, phot.wavelengths)
-    ours = model.predict(scale_input(means.span, model.meta["scaling"]))
+    window = model_input.contract_of(model.meta) == model_input.WINDOW
+    ours = model.predict(model_input.build_input(model.meta, means.window if window else means.span,
+                                                 model_input.window_grid(means.last_t), means.age))
     reference = classify.run_stages(batch, model)
     assert status == reference.status
     ok = np.isfinite(reference.probs).all(axis=1)
