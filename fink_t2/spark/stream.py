@@ -75,8 +75,9 @@ def route_batch(frame: pd.DataFrame, config: Config) -> list[tuple[str, bytes, b
 
 
 def _frame(messages: list[tuple[str, bytes, bytes]]) -> pd.DataFrame:
-    topics, keys, values = zip(*messages) if messages else ((), (), ())
-    return pd.DataFrame({"topic": list(topics), "key": list(keys), "value": list(values)})
+    """The Kafka-sink rows of ``OUTPUT_SCHEMA``; object columns even when empty (an all-dead-letter
+    batch in python mode), since Spark's Arrow conversion refuses empty float64 columns."""
+    return pd.DataFrame(messages, columns=["topic", "key", "value"], dtype=object)
 
 
 def make_partition_function(config: Config):
