@@ -39,6 +39,13 @@ LOG4J_CONFIG = REPO_ROOT / "conf" / "log4j-kafka.properties"
 #: Largest message the broker, its topics and our producers accept, bytes (ZTF alerts are ~70 KB,
 #: Fink-enriched ones a few hundred KB; 10 MB leaves room for long histories).
 MAX_MESSAGE_BYTES = 10 * 1024 * 1024
+#: Bytes a message needs besides its key and value when it is alone in a record batch: Kafka's
+#: record format v2 adds a 61 B batch header and at most 37 B of record framing (varints,
+#: attributes, no headers); 1 KiB leaves room for both producers' own accounting.
+RECORD_OVERHEAD_BYTES = 1024
+#: Largest key + value of a message the job writes: it fits in :data:`MAX_MESSAGE_BYTES`. An input
+#: message can be as large as the broker accepts, so its outputs are checked against this.
+MAX_OUTPUT_BYTES = MAX_MESSAGE_BYTES - RECORD_OVERHEAD_BYTES
 
 #: Jars the Spark Kafka source/sink needs on ``spark.jars``, by file-name prefix. Everything else
 #: of the connector's runtime closure already ships with pyspark and must not be added twice.

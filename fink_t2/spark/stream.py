@@ -24,8 +24,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from fink_t2.config import Config, FilterConf
-from fink_t2.kafka.broker import MAX_MESSAGE_BYTES, spark_kafka_jars
+from fink_t2.config import Config, FilterConf, OutputConf
+from fink_t2.kafka.broker import MAX_MESSAGE_BYTES, MAX_OUTPUT_BYTES, spark_kafka_jars
 from fink_t2.kafka.producer import DirectProducer
 from fink_t2.science.model import LOAD_LOG_ENV
 
@@ -38,43 +38,91 @@ OUTPUT_SCHEMA = "topic string, key binary, value binary"
 # --------------------------------------------------------------------------- Python worker side
 
 
-def _deadletter_key(topic: str, partition: int, offset: int) -> bytes:
-    return f"{topic}/{partition}/{offset}".encode()
+#: One output message: (topic, key, value).
+Message = tuple[str, bytes, bytes]
 
 
-def route_batch(frame: pd.DataFrame, config: Config) -> list[tuple[str, bytes, bytes]]:
+@dataclass(frozen=True)
+class SourceMessage:
+    """One input Kafka message: where it came from and its bytes (``value`` None for a null value)."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+
+    @property
+    def position_key(self) -> bytes:
+        """``topic/partition/offset``, unique per input message: the key of its dead letter."""
+        return f"{self.topic}/{self.partition}/{self.offset}".encode()
+
+
+def alert_key(candid, source: SourceMessage) -> bytes:
+    """Kafka key of an alert's enriched and score messages: its candid in decimal (negative ones
+    too), or the source position when the alert has no candid, never a shared ``b"None"``."""
+    if candid is None or pd.isna(candid):
+        return source.position_key
+    return str(int(candid)).encode()
+
+
+def source_messages(frame: pd.DataFrame) -> Iterator[SourceMessage]:
+    """The rows of a Kafka source batch (columns key, value, topic, partition, offset)."""
+    for key, value, topic, partition, offset in zip(frame["key"], frame["value"], frame["topic"],
+                                                    frame["partition"], frame["offset"]):
+        yield SourceMessage(topic, int(partition), int(offset), key, value)
+
+
+def dead_letter(out: OutputConf, source: SourceMessage, reason: str) -> Message:
+    """The dead letter of ``source``: reason + raw bytes, cut to fit the broker's limit if need be."""
+    from fink_t2.kafka.messages import deadletter_message
+
+    value = deadletter_message(reason, source.value, source.key, source.topic, source.partition, source.offset,
+                               max_bytes=MAX_OUTPUT_BYTES - len(source.position_key))
+    return out.deadletter_topic, source.position_key, value
+
+
+def route_alert(row: dict, source: SourceMessage, out: OutputConf) -> list[Message]:
+    """The output of one classified input message: its enriched alert and score, or a dead letter.
+
+    An alert whose enriched message or score would exceed the broker's limit is dead-lettered.
+    """
+    from fink_t2.kafka.messages import enrich_alert, score_message
+
+    status = row["t2_status"]
+    if status.startswith("error:"):
+        return [dead_letter(out, source, status.removeprefix("error:"))]
+    try:
+        enriched = enrich_alert(source.value, row)
+    except Exception as exc:  # a valid-looking alert we cannot re-frame: dead-letter it with the reason
+        return [dead_letter(out, source, f"enrich: {type(exc).__name__}: {exc}"[:300])]
+    key = alert_key(row["candid"], source)
+    score = score_message(row)
+    largest = max(len(enriched), len(score))
+    if len(key) + largest > MAX_OUTPUT_BYTES:
+        return [dead_letter(out, source, f"output_too_large: {len(key) + largest} bytes with the t2 fields, "
+                                         f"limit {MAX_OUTPUT_BYTES}")]
+    return [(out.enriched_topic, key, enriched), (out.scores_topic, key, score)]
+
+
+def route_batch(frame: pd.DataFrame, config: Config) -> list[Message]:
     """Classify one Arrow batch of Kafka rows; the output messages as (topic, key, value).
 
     ``frame`` has columns key, value, topic, partition, offset. Per alert: one enriched
     message and one score, or one dead letter.
     """
     from fink_t2.science.classify import classify
-    from fink_t2.kafka.messages import deadletter_message, enrich_alert, score_message
     from fink_t2.science.model import load_model
 
     model = load_model(config.model_path(), num_threads=config.model.num_threads)
     results = classify(frame["value"].tolist(), model)
-    messages: list[tuple[str, bytes, bytes]] = []
-    out = config.output
-    for row, value, src_key, topic, partition, offset in zip(
-            results.to_dict("records"), frame["value"], frame["key"], frame["topic"], frame["partition"],
-            frame["offset"]):
-        status = row["t2_status"]
-        if not status.startswith("error:"):
-            try:
-                enriched = enrich_alert(value, row)
-            except Exception as exc:  # a valid-looking alert we cannot re-frame: dead-letter it
-                status = f"error:enrich: {type(exc).__name__}: {exc}"[:300]
-            else:
-                key = str(row["candid"]).encode()
-                messages += [(out.enriched_topic, key, enriched), (out.scores_topic, key, score_message(row))]
-                continue
-        messages.append((out.deadletter_topic, _deadletter_key(topic, partition, offset), deadletter_message(
-            status.removeprefix("error:"), value, src_key, topic, int(partition), int(offset))))
+    messages: list[Message] = []
+    for row, source in zip(results.to_dict("records"), source_messages(frame)):
+        messages += route_alert(row, source, config.output)
     return messages
 
 
-def _frame(messages: list[tuple[str, bytes, bytes]]) -> pd.DataFrame:
+def _frame(messages: list[Message]) -> pd.DataFrame:
     """The Kafka-sink rows of ``OUTPUT_SCHEMA``; object columns even when empty (an all-dead-letter
     batch in python mode), since Spark's Arrow conversion refuses empty float64 columns."""
     return pd.DataFrame(messages, columns=["topic", "key", "value"], dtype=object)
