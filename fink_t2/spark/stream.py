@@ -4,22 +4,30 @@ Queries (each with its own checkpoint under ``[checkpoint] dir``):
 
 * ``classify`` — raw ZTF alerts from the subscribed topics → :func:`fink_t2.science.classify.classify`
   in ``mapInPandas`` → the enriched topic (alerts, ``ok`` or ``cut:*``), the dead-letter
-  topic (``error:*``, with the raw bytes) and the scores topic. The three outputs of a
-  micro-batch come from one Kafka write, so an alert is never scored without being enriched,
-  and every input alert lands in enriched or dead-letter.
+  topic (``error:*``, with the raw bytes) and the scores topic.
 * ``filter-<name>`` — one per ``[[output.filters]]``: the scores topic → the filter's topic
   (pure Spark SQL on the compact JSON scores; a failing filter cannot stop classification).
 
-Messages are keyed by candid (dead letters by ``topic/partition/offset``), so consumers and
-log compaction can drop the duplicates an at-least-once restart may produce.
+Guarantee, exactly: at least once, not atomic. A micro-batch's offsets are committed only after
+all its messages are acknowledged, so a restart from the checkpoint redoes an interrupted
+micro-batch: every input alert ends in enriched + scores or in dead-letter, possibly twice under
+the same key. The three outputs are no transaction: until that restart, a partial micro-batch can
+be visible. In ``large_messages = "python"`` mode, enriched alerts and dead letters without their
+scores (scores are written after the enriched alerts are acknowledged, never before); in
+``"spark"`` mode, any part of it, scores without their enriched alert included.
+
+Messages are keyed by candid (dead letters, and alerts without a candid, by
+``topic/partition/offset``), so consumers and log compaction can drop the duplicates.
 """
 from __future__ import annotations
 
 import logging
 import os
 import sys
-from collections.abc import Iterator
-from dataclasses import dataclass
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
@@ -82,31 +90,63 @@ def dead_letter(out: OutputConf, source: SourceMessage, reason: str) -> Message:
     return out.deadletter_topic, source.position_key, value
 
 
-def route_alert(row: dict, source: SourceMessage, out: OutputConf) -> list[Message]:
-    """The output of one classified input message: its enriched alert and score, or a dead letter.
-
-    An alert whose enriched message or score would exceed the broker's limit is dead-lettered.
-    """
+def route_alert(row: dict, source: SourceMessage, out: OutputConf) -> tuple[str, list[Message]]:
+    """The final status of one classified input message, and its output: enriched alert and score,
+    or a dead letter. An alert whose enriched message or score would exceed the broker's limit is
+    dead-lettered."""
     from fink_t2.kafka.messages import enrich_alert, score_message
 
     status = row["t2_status"]
     if status.startswith("error:"):
-        return [dead_letter(out, source, status.removeprefix("error:"))]
+        return status, [dead_letter(out, source, status.removeprefix("error:"))]
     try:
         enriched = enrich_alert(source.value, row)
     except Exception as exc:  # a valid-looking alert we cannot re-frame: dead-letter it with the reason
-        return [dead_letter(out, source, f"enrich: {type(exc).__name__}: {exc}"[:300])]
+        reason = f"enrich: {type(exc).__name__}: {exc}"[:300]
+        return f"error:{reason}", [dead_letter(out, source, reason)]
     key = alert_key(row["candid"], source)
     score = score_message(row)
-    largest = max(len(enriched), len(score))
-    if len(key) + largest > MAX_OUTPUT_BYTES:
-        return [dead_letter(out, source, f"output_too_large: {len(key) + largest} bytes with the t2 fields, "
-                                         f"limit {MAX_OUTPUT_BYTES}")]
-    return [(out.enriched_topic, key, enriched), (out.scores_topic, key, score)]
+    largest = len(key) + max(len(enriched), len(score))
+    if largest > MAX_OUTPUT_BYTES:
+        reason = f"output_too_large: {largest} bytes with the t2 fields, limit {MAX_OUTPUT_BYTES}"
+        return f"error:{reason}", [dead_letter(out, source, reason)]
+    return status, [(out.enriched_topic, key, enriched), (out.scores_topic, key, score)]
 
 
-def route_batch(frame: pd.DataFrame, config: Config) -> list[Message]:
-    """Classify one Arrow batch of Kafka rows; the output messages as (topic, key, value).
+def status_group(status: str) -> str:
+    """A status without its details, for counting: ``ok``, ``cut:<reason>``, ``error:<kind>``."""
+    kind, _, detail = status.partition(":")
+    return status if kind != "error" else f"error:{detail.split(':', 1)[0].strip()}"
+
+
+@dataclass
+class Tally:
+    """What the workers did: input messages, alerts per status group, messages per output topic."""
+
+    alerts: int = 0
+    statuses: Counter = field(default_factory=Counter)
+    topics: Counter = field(default_factory=Counter)
+
+    def add(self, other: "Tally") -> "Tally":
+        """Add ``other`` into this tally (in place) and return it."""
+        self.alerts += other.alerts
+        self.statuses.update(other.statuses)
+        self.topics.update(other.topics)
+        return self
+
+
+class TallyParam:
+    """The ``AccumulatorParam`` of :class:`Tally` (workers add per batch, the driver reads the sum)."""
+
+    def zero(self, value: Tally) -> Tally:
+        return Tally()
+
+    def addInPlace(self, value1: Tally, value2: Tally) -> Tally:
+        return value1.add(value2)
+
+
+def route_batch(frame: pd.DataFrame, config: Config) -> tuple[list[Message], Tally]:
+    """Classify one Arrow batch of Kafka rows: the output messages as (topic, key, value), and the tally.
 
     ``frame`` has columns key, value, topic, partition, offset. Per alert: one enriched
     message and one score, or one dead letter.
@@ -117,9 +157,13 @@ def route_batch(frame: pd.DataFrame, config: Config) -> list[Message]:
     model = load_model(config.model_path(), num_threads=config.model.num_threads)
     results = classify(frame["value"].tolist(), model)
     messages: list[Message] = []
+    tally = Tally(alerts=len(frame))
     for row, source in zip(results.to_dict("records"), source_messages(frame)):
-        messages += route_alert(row, source, config.output)
-    return messages
+        status, routed = route_alert(row, source, config.output)
+        tally.statuses[status_group(status)] += 1
+        messages += routed
+    tally.topics.update(topic for topic, _, _ in messages)
+    return messages, tally
 
 
 def _frame(messages: list[Message]) -> pd.DataFrame:
@@ -128,26 +172,56 @@ def _frame(messages: list[Message]) -> pd.DataFrame:
     return pd.DataFrame(messages, columns=["topic", "key", "value"], dtype=object)
 
 
-def make_partition_function(config: Config):
+def direct_producer(config: Config) -> DirectProducer:
+    """The worker's producer for the large messages, with the configured outage behaviour."""
+    out = config.output
+    return DirectProducer.for_bootstrap(config.kafka.bootstrap_servers, out.delivery_timeout_seconds,
+                                        wait_for_broker=out.on_broker_outage == "wait")
+
+
+def make_partition_function(config: Config, tally=None):
     """The ``mapInPandas`` function (closes over the config only; model and producer are per process).
 
     With ``[output] large_messages = "python"`` the enriched alerts and dead letters are
     produced by the worker itself (confluent-kafka) and only the scores go back to Spark;
-    with ``"spark"`` every message goes through Spark's Kafka sink.
+    with ``"spark"`` every message goes through Spark's Kafka sink. ``tally``, a Spark
+    accumulator of :class:`Tally`, receives each batch's counts.
     """
     heavy = {config.output.enriched_topic, config.output.deadletter_topic}
     direct = config.output.large_messages == "python"
 
     def classify_partition(frames: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         for frame in frames:
-            messages = route_batch(frame, config)
+            messages, counts = route_batch(frame, config)
             if direct:
-                DirectProducer.for_bootstrap(config.kafka.bootstrap_servers).send_all(
-                    [m for m in messages if m[0] in heavy])
+                _hold_if_asked("before_send")
+                direct_producer(config).send_all([m for m in messages if m[0] in heavy])
+                _hold_if_asked("after_send")
                 messages = [m for m in messages if m[0] not in heavy]
+            if tally is not None:
+                tally.add(counts)
             yield _frame(messages)
 
     return classify_partition
+
+
+#: Test-only fault injection, ``<stage>:<folder>``: at ``<stage>`` of every python-mode batch
+#: (``before_send`` / ``after_send`` of the large messages) the worker creates a file in
+#: ``<folder>`` and waits until ``<folder>/release`` exists (at most ``HOLD_MAX_SECONDS``). The
+#: stream tests use it to land a broker outage or a kill -9 at an exact point of a micro-batch.
+HOLD_ENV = "FINK_T2_TEST_HOLD"
+HOLD_MAX_SECONDS = 600.0
+
+
+def _hold_if_asked(stage: str) -> None:
+    wanted, _, folder = os.environ.get(HOLD_ENV, "").partition(":")
+    if wanted != stage:
+        return
+    folder_path = Path(folder)
+    (folder_path / f"{stage}-{os.getpid()}-{time.monotonic_ns()}").touch()
+    deadline = time.monotonic() + HOLD_MAX_SECONDS
+    while not (folder_path / "release").exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
 
 
 # --------------------------------------------------------------------------- driver side
@@ -174,13 +248,39 @@ def build_spark(config: Config, app_name: str = "fink_t2"):
         .config("spark.sql.streaming.forceDeleteTempCheckpointLocation", "true")
         .config("spark.executorEnv.PYTHONHASHSEED", "0")
     )
-    if LOAD_LOG_ENV in os.environ:
-        builder = builder.config(f"spark.executorEnv.{LOAD_LOG_ENV}", os.environ[LOAD_LOG_ENV])
+    for name in (LOAD_LOG_ENV, HOLD_ENV):
+        if name in os.environ:
+            builder = builder.config(f"spark.executorEnv.{name}", os.environ[name])
     if config.spark.master:
         builder = builder.master(config.spark.master)
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("WARN")
     return spark
+
+
+#: The Kafka sink's linger, ms (its producer's request timeout must fit in the delivery timeout after it).
+SINK_LINGER_MS = 5
+#: "Without limit" for the Kafka clients' millisecond timeouts and retry counts (Java int max).
+_NO_LIMIT = str(2**31 - 1)
+
+
+def sink_outage_options(out: OutputConf) -> dict[str, str]:
+    """Options of Spark's Kafka sink for ``[output] on_broker_outage``: "wait" retries without limit,
+    "fail" gives up after ``delivery_timeout_seconds`` (the micro-batch fails, so does the job)."""
+    if out.on_broker_outage == "wait":
+        return {"kafka.delivery.timeout.ms": _NO_LIMIT, "kafka.max.block.ms": _NO_LIMIT}
+    delivery_ms = int(out.delivery_timeout_seconds * 1000)
+    return {"kafka.delivery.timeout.ms": str(delivery_ms),
+            "kafka.request.timeout.ms": str(min(30_000, delivery_ms - SINK_LINGER_MS))}
+
+
+def source_outage_options(out: OutputConf) -> dict[str, str]:
+    """Options of Spark's Kafka source for ``[output] on_broker_outage``: with "wait" the driver's
+    offset look-ups and the executors' fetches retry until the broker is back (Spark's defaults,
+    kept with "fail", give up after about 3 × 60 s and 120 s)."""
+    if out.on_broker_outage == "wait":
+        return {"fetchOffset.numRetries": _NO_LIMIT, "kafkaConsumer.pollTimeoutMs": _NO_LIMIT}
+    return {}
 
 
 def _read_kafka(spark, config: Config, pattern: str, starting: str, max_offsets: int | None):
@@ -194,7 +294,7 @@ def _read_kafka(spark, config: Config, pattern: str, starting: str, max_offsets:
     )
     if max_offsets:
         reader = reader.option("maxOffsetsPerTrigger", str(max_offsets))
-    return reader.load()
+    return reader.options(**source_outage_options(config.output)).load()
 
 
 def _write_kafka(frame, config: Config, name: str, once: bool):
@@ -204,20 +304,22 @@ def _write_kafka(frame, config: Config, name: str, once: bool):
         .option("kafka.bootstrap.servers", config.kafka.bootstrap_servers)
         .option("checkpointLocation", str(Path(config.checkpoint_dir()) / name))
         .option("kafka.max.request.size", str(MAX_MESSAGE_BYTES))
-        .option("kafka.linger.ms", "5")
+        .option("kafka.linger.ms", str(SINK_LINGER_MS))
         .option("kafka.batch.size", str(1 << 20))
         .option("kafka.acks", "all")
+        .options(**sink_outage_options(config.output))
     )
     trigger = {"availableNow": True} if once else {"processingTime": f"{config.spark.trigger_seconds} seconds"}
     return writer.trigger(**trigger).start()
 
 
-def start_classify_query(spark, config: Config, once: bool):
-    """Start the ``classify`` query (raw alerts → enriched, scores, dead-letter)."""
+def start_classify_query(spark, config: Config, once: bool, tally=None):
+    """Start the ``classify`` query (raw alerts → enriched, scores, dead-letter); ``tally``: an
+    optional accumulator of :class:`Tally` (``spark.sparkContext.accumulator(Tally(), TallyParam())``)."""
     raw = _read_kafka(spark, config, config.input.subscribe_pattern, config.input.starting_offsets,
                       config.input.max_offsets_per_trigger)
     rows = raw.select("key", "value", "topic", "partition", "offset")
-    out = rows.mapInPandas(make_partition_function(config), OUTPUT_SCHEMA)
+    out = rows.mapInPandas(make_partition_function(config, tally), OUTPUT_SCHEMA)
     return _write_kafka(out, config, "classify", once)
 
 
@@ -248,30 +350,91 @@ def _exact_pattern(topic: str) -> str:
 
 @dataclass(frozen=True)
 class RunStats:
-    """What the classify query did: input rows and the time spent in its micro-batches (s)."""
+    """What the job did: the workers' tally, its wall time and its micro-batches' time (s)."""
 
-    alerts: int
+    tally: Tally
+    wall_seconds: float
     batch_seconds: float
     micro_batches: int
 
     @property
+    def alerts(self) -> int:
+        return self.tally.alerts
+
+    @property
     def alerts_per_second(self) -> float:
+        """Input alerts per second of micro-batch time (recent progress reports)."""
         return self.alerts / self.batch_seconds if self.batch_seconds else 0.0
 
+    def summary(self) -> str:
+        """The end-of-run report: alerts in, per status, per output topic, rates."""
+        wall_rate = self.alerts / self.wall_seconds if self.wall_seconds else 0.0
+        lines = [f"alerts in: {self.alerts} in {self.wall_seconds:.1f} s ({wall_rate:.0f} alerts/s wall, "
+                 f"{self.alerts_per_second:.0f} alerts/s in {self.micro_batches} micro-batches)", "per status:"]
+        lines += [f"  {status:<40} {count:>9}" for status, count in sorted(self.tally.statuses.items())]
+        lines += ["messages per output topic:"]
+        lines += [f"  {topic:<40} {count:>9}" for topic, count in sorted(self.tally.topics.items())]
+        return "\n".join(lines)
 
-def run(config: Config, once: bool = False, timeout: float | None = None) -> RunStats:
-    """Run the job until stopped (or, with ``once``, until the topics are drained)."""
+
+def check_model(config: Config) -> None:
+    """Load the configured model and score one all-zero input, so that a bad model stops the job
+    at start-up (``ModelError``), not at its first micro-batch."""
+    import numpy as np
+
+    from fink_t2.contract import BANDS, CLASS_NAMES, GRID_LENGTH
+    from fink_t2.science.model import ModelError, load_model
+
+    model = load_model(config.model_path(), num_threads=config.model.num_threads)
+    probs = model.predict(np.zeros((1, GRID_LENGTH, len(BANDS)), dtype=np.float32))
+    if probs.shape != (1, len(CLASS_NAMES)) or not np.isfinite(probs).all():
+        raise ModelError(f"model {model.path} gives {probs.shape} / non-finite probabilities on a zero input")
+
+
+def prepare_broker(config: Config) -> str:
+    """Check that the broker answers and create the output topics it lacks; its cluster id."""
+    from fink_t2.kafka import broker
+
+    bootstrap = config.kafka.bootstrap_servers
+    cluster = broker.cluster_id(bootstrap)
+    out = config.output
+    for topic in (out.enriched_topic, out.scores_topic, out.deadletter_topic, *(f.topic for f in out.filters)):
+        broker.create_topic(bootstrap, topic, partitions=out.topic_partitions, exist_ok=True)
+    return cluster
+
+
+def run(config: Config, once: bool = False, timeout: float | None = None,
+        report: Callable[[RunStats], None] | None = None) -> RunStats:
+    """Run the job until stopped (or, with ``once``, until the topics are drained).
+
+    Before any query: the model loads and scores, the broker answers and has the output topics
+    (created if absent), and the checkpoint belongs to this broker and input. ``report`` gets the
+    :class:`RunStats` when the job ends, however it ends (an error is raised after it).
+    """
+    from fink_t2.spark.checkpoint import claim_checkpoint
+
+    check_model(config)
+    cluster = prepare_broker(config)
     spark = build_spark(config)
+    tally = spark.sparkContext.accumulator(Tally(), TallyParam())
+    started = time.monotonic()
+    queries: list = []
     try:
-        return _run_queries(spark, config, once, timeout)
+        claim_checkpoint(spark, config, cluster)
+        _run_queries(spark, config, once, timeout, tally, queries)
     finally:
         for query in spark.streams.active:
             query.stop()
+        stats = run_stats(tally.value, time.monotonic() - started, queries[0] if queries else None)
         spark.stop()
+        if report is not None:
+            report(stats)
+    return stats
 
 
-def _run_queries(spark, config: Config, once: bool, timeout: float | None) -> RunStats:
-    queries = [start_classify_query(spark, config, once)]
+def _run_queries(spark, config: Config, once: bool, timeout: float | None, tally, queries: list) -> None:
+    """Start the queries (appended to ``queries``, classify first) and wait for them."""
+    queries.append(start_classify_query(spark, config, once, tally))
     if once:  # filters read the scores topic: let classify finish first
         queries[0].awaitTermination(timeout)
         _raise_if_failed(queries[0])
@@ -284,14 +447,12 @@ def _run_queries(spark, config: Config, once: bool, timeout: float | None) -> Ru
         spark.streams.awaitAnyTermination(timeout)
         for query in queries:
             _raise_if_failed(query)
-    return classify_stats(queries[0])
 
 
-def classify_stats(query) -> RunStats:
-    """Input rows and micro-batch time of a query, from its recent progress reports."""
-    batches = [p for p in query.recentProgress if p.numInputRows > 0]
-    return RunStats(sum(p.numInputRows for p in batches), sum(p.batchDuration for p in batches) / 1000.0,
-                    len(batches))
+def run_stats(tally: Tally, wall_seconds: float, query) -> RunStats:
+    """The run's figures: the workers' tally, and the micro-batch time of ``query``'s recent progress."""
+    batches = [p for p in query.recentProgress if p.numInputRows > 0] if query is not None else []
+    return RunStats(tally, wall_seconds, sum(p.batchDuration for p in batches) / 1000.0, len(batches))
 
 
 def _raise_if_failed(query) -> None:
