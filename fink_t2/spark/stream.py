@@ -385,8 +385,13 @@ def check_model(config: Config) -> None:
     from fink_t2.contract import BANDS, CLASS_NAMES, GRID_LENGTH
     from fink_t2.science.model import ModelError, load_model
 
-    model = load_model(config.model_path(), num_threads=config.model.num_threads)
-    probs = model.predict(np.zeros((1, GRID_LENGTH, len(BANDS)), dtype=np.float32))
+    try:
+        model = load_model(config.model_path(), num_threads=config.model.num_threads)
+        probs = model.predict(np.zeros((1, GRID_LENGTH, len(BANDS)), dtype=np.float32))
+    except (ValueError, RuntimeError) as exc:  # LiteRT's own errors: not a FlatBuffer, bad tensors
+        if isinstance(exc, ModelError):
+            raise
+        raise ModelError(f"model {config.model_path() or 'default'} is unusable: {exc}") from exc
     if probs.shape != (1, len(CLASS_NAMES)) or not np.isfinite(probs).all():
         raise ModelError(f"model {model.path} gives {probs.shape} / non-finite probabilities on a zero input")
 
