@@ -80,6 +80,7 @@ class SparkConf:
     master: str = "local[2]"
     driver_memory: str = "4g"
     arrow_max_records_per_batch: int = 500
+    arrow_max_bytes_per_batch: int = 64 * 1024 * 1024  # bounds a worker's input batch of hostile 10 MiB messages
     shuffle_partitions: int = 2
     trigger_seconds: float = 2.0
 

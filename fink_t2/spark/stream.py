@@ -239,6 +239,7 @@ def build_spark(config: Config, app_name: str = "fink_t2"):
         .config("spark.jars", ",".join(spark_kafka_jars()))
         .config("spark.driver.memory", config.spark.driver_memory)
         .config("spark.sql.execution.arrow.maxRecordsPerBatch", str(config.spark.arrow_max_records_per_batch))
+        .config("spark.sql.execution.arrow.maxBytesPerBatch", str(config.spark.arrow_max_bytes_per_batch))
         .config("spark.sql.shuffle.partitions", str(config.spark.shuffle_partitions))
         .config("spark.python.worker.reuse", "true")
         .config("spark.ui.enabled", "false")
@@ -369,8 +370,8 @@ class RunStats:
     def summary(self) -> str:
         """The end-of-run report: alerts in, per status, per output topic, rates."""
         wall_rate = self.alerts / self.wall_seconds if self.wall_seconds else 0.0
-        lines = [f"alerts in: {self.alerts} in {self.wall_seconds:.1f} s ({wall_rate:.0f} alerts/s wall, "
-                 f"{self.alerts_per_second:.0f} alerts/s in {self.micro_batches} micro-batches)", "per status:"]
+        lines = [f"alerts in: {self.alerts} in {self.wall_seconds:.1f} s ({wall_rate:.1f} alerts/s wall, "
+                 f"{self.alerts_per_second:.1f} alerts/s in {self.micro_batches} micro-batches)", "per status:"]
         lines += [f"  {status:<40} {count:>9}" for status, count in sorted(self.tally.statuses.items())]
         lines += ["messages per output topic:"]
         lines += [f"  {topic:<40} {count:>9}" for topic, count in sorted(self.tally.topics.items())]
@@ -396,15 +397,20 @@ def check_model(config: Config) -> None:
         raise ModelError(f"model {model.path} gives {probs.shape} / non-finite probabilities on a zero input")
 
 
+def output_topics(config: Config) -> list[str]:
+    """Every topic the job writes, enriched first."""
+    out = config.output
+    return [out.enriched_topic, out.scores_topic, out.deadletter_topic, *(f.topic for f in out.filters)]
+
+
 def prepare_broker(config: Config) -> str:
     """Check that the broker answers and create the output topics it lacks; its cluster id."""
     from fink_t2.kafka import broker
 
     bootstrap = config.kafka.bootstrap_servers
     cluster = broker.cluster_id(bootstrap)
-    out = config.output
-    for topic in (out.enriched_topic, out.scores_topic, out.deadletter_topic, *(f.topic for f in out.filters)):
-        broker.create_topic(bootstrap, topic, partitions=out.topic_partitions, exist_ok=True)
+    for topic in output_topics(config):
+        broker.create_topic(bootstrap, topic, partitions=config.output.topic_partitions, exist_ok=True)
     return cluster
 
 
