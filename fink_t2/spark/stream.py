@@ -383,12 +383,13 @@ def check_model(config: Config) -> None:
     at start-up (``ModelError``), not at its first micro-batch."""
     import numpy as np
 
-    from fink_t2.contract import BANDS, CLASS_NAMES, GRID_LENGTH
+    from fink_t2.contract import CLASS_NAMES
     from fink_t2.science.model import ModelError, load_model
 
     try:
         model = load_model(config.model_path(), num_threads=config.model.num_threads)
-        probs = model.predict(np.zeros((1, GRID_LENGTH, len(BANDS)), dtype=np.float32))
+        steps, channels = model.interpreter.get_input_details()[0]["shape"][1:]  # whatever its input contract
+        probs = model.predict(np.zeros((1, steps, channels), dtype=np.float32))
     except (ValueError, RuntimeError) as exc:  # LiteRT's own errors: not a FlatBuffer, bad tensors
         if isinstance(exc, ModelError):
             raise
