@@ -16,7 +16,7 @@ from fink_t2.kafka import broker
 from fink_t2.kafka import replay
 from fink_t2.alerts.batch import records_to_batch
 from fink_t2.config import DEFAULT_CONF, ConfigError, load_config
-from fink_t2.kafka.broker import MissingJarsError
+from fink_t2.kafka.broker import BrokerError, MissingJarsError
 from fink_t2.science.classify import OUTPUT_COLUMNS, classify, classify_batch
 from fink_t2.science.model import ModelError, load_model
 from fink_t2.alerts.sources import AlertInput, InputError, iter_alert_inputs
@@ -135,7 +135,7 @@ def cmd_stream(args: argparse.Namespace) -> int:
     from fink_t2.spark.stream import run
 
     config = load_config(args.conf).with_bootstrap(args.bootstrap)
-    run(config, once=args.once, timeout=args.timeout)
+    run(config, once=args.once, timeout=args.timeout, report=lambda stats: print(stats.summary(), flush=True))
     return 0
 
 
@@ -171,7 +171,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         return int(args.handler(args) or 0)
-    except (InputError, ModelError, ConfigError, MissingJarsError, MissingTrainingStack, ValueError) as exc:
+    except (InputError, ModelError, ConfigError, MissingJarsError, MissingTrainingStack, BrokerError, ValueError) as exc:
         print(f"fink-t2: error: {exc}", file=sys.stderr)
         return 2
 

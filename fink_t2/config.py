@@ -49,10 +49,25 @@ class OutputConf:
     deadletter_topic: str = "fink_t2_deadletter_ztf"
     large_messages: str = "python"  # "python": workers produce enriched/dead letters; "spark": Spark's sink
     filters: tuple[FilterConf, ...] = ()
+    topic_partitions: int = 2  # partitions of each output topic the job creates at start-up (if absent)
+    on_broker_outage: str = "wait"  # "wait": keep retrying until the broker is back; "fail": fail the job
+    delivery_timeout_seconds: float = 120.0  # unacknowledged this long = an outage (then wait on, or fail)
 
     def __post_init__(self) -> None:
         if self.large_messages not in ("python", "spark"):
             raise ConfigError(f"[output] large_messages must be 'python' or 'spark', not {self.large_messages!r}")
+        _check_delivery(self)
+
+
+def _check_delivery(out: "OutputConf") -> None:
+    """The output keys of start-up and broker outages: types and ranges."""
+    if out.on_broker_outage not in ("wait", "fail"):
+        raise ConfigError(f"[output] on_broker_outage must be 'wait' or 'fail', not {out.on_broker_outage!r}")
+    if not isinstance(out.delivery_timeout_seconds, (int, float)) or out.delivery_timeout_seconds < 1:
+        raise ConfigError(f"[output] delivery_timeout_seconds must be a number >= 1, "
+                          f"not {out.delivery_timeout_seconds!r}")
+    if not isinstance(out.topic_partitions, int) or out.topic_partitions < 1:
+        raise ConfigError(f"[output] topic_partitions must be an integer >= 1, not {out.topic_partitions!r}")
 
 
 @dataclass(frozen=True)
@@ -65,6 +80,7 @@ class SparkConf:
     master: str = "local[2]"
     driver_memory: str = "4g"
     arrow_max_records_per_batch: int = 500
+    arrow_max_bytes_per_batch: int = 64 * 1024 * 1024  # bounds a worker's input batch of hostile 10 MiB messages
     shuffle_partitions: int = 2
     trigger_seconds: float = 2.0
 

@@ -25,7 +25,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     config = load_config(args.conf).with_bootstrap(args.bootstrap)
     config = dataclasses.replace(config, spark=dataclasses.replace(config.spark, master=""))  # spark-submit's
-    run(config, once=args.once)
+    run(config, once=args.once, report=lambda stats: print(stats.summary(), flush=True))
     return 0
 
 

@@ -48,3 +48,31 @@ def real_alert_light_curves(min_points_per_band: int = 0):
     lcs = build_light_curves(batch, np.array(usable))
     per_band = np.stack([(lcs.mask & (lcs.band == b)).sum(axis=1) for b in (0, 1)])
     return build_light_curves(batch, lcs.index[(per_band >= min_points_per_band).all(axis=0)])
+
+
+def rewritten_alert(payload: bytes, candid: int | None = None, size: int | None = None) -> bytes:
+    """A real single-alert container re-encoded with its own writer schema, with ``candid`` replaced
+    and/or the science cutout padded so that the whole message is exactly ``size`` bytes."""
+    import io
+
+    import fastavro
+
+    reader = fastavro.reader(io.BytesIO(payload))
+    schema, record = reader.writer_schema, next(reader)
+    if candid is not None:
+        record["candid"] = record["candidate"]["candid"] = candid
+
+    def encode(stamp_bytes: int) -> bytes:
+        if size is not None:
+            record["cutoutScience"] = dict(record["cutoutScience"], stampData=b"\x00" * stamp_bytes)
+        out = io.BytesIO()
+        fastavro.writer(out, schema, [record], sync_marker=b"\x01" * 16)
+        return out.getvalue()
+
+    encoded = encode(0)
+    if size is None:
+        return encoded
+    padded = encode(size - len(encoded) - 8)  # 8 B: the length varints grow with the stamp
+    padded = encode(size - len(encoded) - 8 + size - len(padded))
+    assert len(padded) == size, "the varint growth is not what was assumed"
+    return padded

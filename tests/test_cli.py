@@ -1,6 +1,7 @@
 """The fink-t2 command line: classify, plot, errors (real alerts, no Spark)."""
 from __future__ import annotations
 
+import hashlib
 import json
 import tarfile
 
@@ -10,7 +11,8 @@ import pytest
 from fink_t2.cli import main
 from fink_t2.science.classify import OUTPUT_COLUMNS
 
-from tests.conftest import SAMPLE_ALERTS, shared_path
+from tests.conftest import REPO, SAMPLE_ALERTS, shared_path
+from tests.conftest_kafka import free_loopback_port
 
 
 def test_classify_writes_one_row_per_alert(tmp_path, capsys):
@@ -69,3 +71,15 @@ def test_plot_writes_a_png(tmp_path):
     assert main(["plot", str(SAMPLE_ALERTS), "--candid", "697251920415015001", "--out", str(out)]) == 0
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and out.stat().st_size > 20_000
     assert main(["plot", str(SAMPLE_ALERTS), "--candid", "1", "--out", str(out)]) == 2
+
+
+def test_stream_refuses_a_bad_model_at_start_up(tmp_path, capsys):
+    # sha256 and metadata right, content not a model: before, the job started and failed at its first batch
+    model = tmp_path / "bad.tflite"
+    model.write_bytes(b"not a flatbuffer" * 3000)
+    meta = json.loads((REPO / "data" / "models" / "fink-t2-ztf-cq.json").read_text())
+    (tmp_path / "bad.json").write_text(json.dumps(meta | {"sha256": hashlib.sha256(model.read_bytes()).hexdigest()}))
+    conf = tmp_path / "job.toml"
+    conf.write_text(f'[kafka]\nbootstrap_servers = "127.0.0.1:{free_loopback_port()}"\n[model]\npath = "{model}"\n')
+    assert main(["stream", "--conf", str(conf), "--once"]) == 2
+    assert "is unusable: The model is not a valid Flatbuffer buffer" in capsys.readouterr().err

@@ -5,7 +5,7 @@ The broker runs from the jars that ``make jars`` copies to ``<repo>/jars/kafka``
 (default ``<repo>/run/kafka``). Only loopback addresses are ever used.
 
 Plain functions: :func:`up`, :func:`down`, :func:`status`, :func:`create_topic`,
-:func:`delete_topics`, :func:`spark_kafka_jars`. CLI pieces: :func:`add_kafka_parser` and
+:func:`delete_topics`, :func:`cluster_id`, :func:`spark_kafka_jars`. CLI pieces: :func:`add_kafka_parser` and
 :func:`run_kafka` (``fink-t2 kafka up|down|status``), or :func:`main_kafka` standalone.
 """
 from __future__ import annotations
@@ -39,6 +39,13 @@ LOG4J_CONFIG = REPO_ROOT / "conf" / "log4j-kafka.properties"
 #: Largest message the broker, its topics and our producers accept, bytes (ZTF alerts are ~70 KB,
 #: Fink-enriched ones a few hundred KB; 10 MB leaves room for long histories).
 MAX_MESSAGE_BYTES = 10 * 1024 * 1024
+#: Bytes a message needs besides its key and value when it is alone in a record batch: Kafka's
+#: record format v2 adds a 61 B batch header and at most 37 B of record framing (varints,
+#: attributes, no headers); 1 KiB leaves room for both producers' own accounting.
+RECORD_OVERHEAD_BYTES = 1024
+#: Largest key + value of a message the job writes: it fits in :data:`MAX_MESSAGE_BYTES`. An input
+#: message can be as large as the broker accepts, so its outputs are checked against this.
+MAX_OUTPUT_BYTES = MAX_MESSAGE_BYTES - RECORD_OVERHEAD_BYTES
 
 #: Jars the Spark Kafka source/sink needs on ``spark.jars``, by file-name prefix. Everything else
 #: of the connector's runtime closure already ships with pyspark and must not be added twice.
@@ -313,6 +320,21 @@ def status(bootstrap: str = DEFAULT_BOOTSTRAP, timeout: float = 2.0) -> bool:
         log.debug("no Kafka broker answers at %s: %s", bootstrap, error)
         return False
     return bool(metadata.brokers)
+
+
+def cluster_id(bootstrap: str, timeout: float = 30.0) -> str:
+    """Id of the Kafka cluster at ``bootstrap`` (the same whatever address of it is given).
+
+    Raises :class:`BrokerError` when no broker answers within ``timeout`` seconds.
+    """
+    admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 0})
+    try:
+        metadata = admin.list_topics(timeout=timeout)
+    except KafkaException as error:
+        raise BrokerError(f"no Kafka broker answers at {bootstrap} within {timeout:.0f} s: {error}") from error
+    if not metadata.cluster_id:
+        raise BrokerError(f"the Kafka broker at {bootstrap} reports no cluster id")
+    return metadata.cluster_id
 
 
 def up(run_dir: Path | str = DEFAULT_RUN_DIR, port: int = DEFAULT_PORT, controller_port: int | None = None,

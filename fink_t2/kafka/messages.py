@@ -47,8 +47,17 @@ DEADLETTER_SCHEMA = fastavro.parse_schema({
         {"name": "key", "type": ["null", "bytes"], "default": None},
         {"name": "value", "type": ["null", "bytes"], "default": None},
         {"name": "t2_schema_version", "type": "string"},
+        {"name": "key_size", "type": ["null", "long"], "default": None, "doc": "bytes of the source key"},
+        {"name": "value_size", "type": ["null", "long"], "default": None, "doc": "bytes of the source value"},
+        {"name": "truncated", "type": "boolean", "default": False,
+         "doc": "key/value cut to fit the broker's message limit (their sizes above are the originals)"},
     ],
 })
+#: Longest reason kept in a dead letter, characters (reasons quote exceptions of hostile input).
+MAX_REASON_CHARS = 1000
+#: Bytes the container may grow by when key and value are refilled after measuring it without
+#: them: two bytes-length varints and the block byte-count varint, at most 10 B each.
+_VARINT_SLACK_BYTES = 32
 
 
 class EnrichError(ValueError):
@@ -113,14 +122,44 @@ def score_message(result: Mapping[str, Any]) -> bytes:
 
 
 def deadletter_message(reason: str, value: bytes | None, key: bytes | None = None, topic: str | None = None,
-                       partition: int | None = None, offset: int | None = None) -> bytes:
-    """Dead-letter record (Avro container): reason, origin and the raw bytes."""
-    out = io.BytesIO()
-    fastavro.writer(out, DEADLETTER_SCHEMA, [{
-        "reason": reason, "topic": topic, "partition": partition, "offset": offset,
+                       partition: int | None = None, offset: int | None = None,
+                       max_bytes: int | None = None) -> bytes:
+    """Dead-letter record (Avro container): reason, origin, the raw bytes and their sizes.
+
+    With ``max_bytes``, a record that would not fit in ``max_bytes`` keeps only the first bytes
+    of the source key and value (key first), says so in ``reason`` and sets ``truncated``.
+    """
+    record = {
+        "reason": reason[:MAX_REASON_CHARS], "topic": topic, "partition": partition, "offset": offset,
         "key": key, "value": value, "t2_schema_version": ENRICHED_SCHEMA_VERSION,
-    }])
+        "key_size": None if key is None else len(key), "value_size": None if value is None else len(value),
+        "truncated": False,
+    }
+    encoded = _deadletter_container(record)
+    if max_bytes is None or len(encoded) <= max_bytes:
+        return encoded
+    return _truncated_deadletter(record, max_bytes)
+
+
+def _deadletter_container(record: dict[str, Any]) -> bytes:
+    out = io.BytesIO()
+    fastavro.writer(out, DEADLETTER_SCHEMA, [record])
     return out.getvalue()
+
+
+def _truncated_deadletter(record: dict[str, Any], max_bytes: int) -> bytes:
+    """``record`` with its key and value cut so that the container is at most ``max_bytes``."""
+    key, value = record["key"] or b"", record["value"] or b""
+    reason = (f"{record['reason']} [dead letter truncated to {max_bytes} bytes: "
+              f"key {len(key)} B, value {len(value)} B]")
+    framed = record | {"reason": reason, "truncated": True, "key": b"", "value": b""}
+    room = max_bytes - len(_deadletter_container(framed)) - _VARINT_SLACK_BYTES
+    if room < 0:
+        raise ValueError(f"a dead letter does not fit in {max_bytes} bytes even without its key and value")
+    kept_key = key[:room]
+    kept_value = value[:room - len(kept_key)]
+    return _deadletter_container(framed | {"key": kept_key if record["key"] is not None else None,
+                                           "value": kept_value if record["value"] is not None else None})
 
 
 def _int_or_none(value: Any) -> int | None:

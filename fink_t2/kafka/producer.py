@@ -1,9 +1,17 @@
 """The Python worker's own acknowledged Kafka producer (enriched alerts, dead letters)."""
 from __future__ import annotations
 
+import logging
+
 from confluent_kafka import Producer
 
 from fink_t2.kafka.broker import MAX_MESSAGE_BYTES
+
+log = logging.getLogger(__name__)
+
+
+class DeliveryError(RuntimeError):
+    """A message was refused, or (when not waiting for the broker) not acknowledged in time."""
 
 
 class DirectProducer:
@@ -11,41 +19,69 @@ class DirectProducer:
 
     ``send_all`` returns only after every message is acknowledged, and raises otherwise, so
     a micro-batch is committed by Spark only once its large messages are durable in Kafka.
+    Messages unacknowledged after ``delivery_timeout_s`` seconds mean a broker outage: with
+    ``wait_for_broker`` the producer logs a warning and keeps retrying (librdkafka never expires
+    them), else it raises :class:`DeliveryError`.
     """
 
-    _instances: dict[str, "DirectProducer"] = {}
+    _instances: dict[tuple[str, float, bool], "DirectProducer"] = {}
 
-    def __init__(self, bootstrap: str) -> None:
+    def __init__(self, bootstrap: str, delivery_timeout_s: float = 120.0, wait_for_broker: bool = False) -> None:
         self.failures: list[str] = []
+        self.delivery_timeout_s = delivery_timeout_s
+        self.wait_for_broker = wait_for_broker
         self.producer = Producer({
             "bootstrap.servers": bootstrap, "acks": "all", "enable.idempotence": True,
             "linger.ms": 5, "batch.size": 1 << 20, "message.max.bytes": MAX_MESSAGE_BYTES,
             "queue.buffering.max.kbytes": 1 << 20, "compression.type": "none",
+            "message.timeout.ms": 0 if wait_for_broker else int(delivery_timeout_s * 1000),
         })
 
     @classmethod
-    def for_bootstrap(cls, bootstrap: str) -> "DirectProducer":
-        """One producer per worker process and bootstrap."""
-        if bootstrap not in cls._instances:
-            cls._instances[bootstrap] = cls(bootstrap)
-        return cls._instances[bootstrap]
+    def for_bootstrap(cls, bootstrap: str, delivery_timeout_s: float = 120.0,
+                      wait_for_broker: bool = False) -> "DirectProducer":
+        """One producer per worker process and settings."""
+        settings = (bootstrap, float(delivery_timeout_s), bool(wait_for_broker))
+        if settings not in cls._instances:
+            cls._instances[settings] = cls(*settings)
+        return cls._instances[settings]
 
     def _on_delivery(self, error, message) -> None:
         if error is not None:
             self.failures.append(f"{message.topic()}: {error}")
 
-    def send_all(self, messages: list[tuple[str, bytes, bytes]], timeout: float = 120.0) -> None:
-        """Produce ``messages`` and wait for all acknowledgements; ``RuntimeError`` on any loss."""
+    def send_all(self, messages: list[tuple[str, bytes, bytes]]) -> None:
+        """Produce ``messages`` and wait for all acknowledgements; :class:`DeliveryError` on any loss."""
         self.failures.clear()
         for topic, key, value in messages:
-            while True:
-                try:
-                    self.producer.produce(topic, value=value, key=key, on_delivery=self._on_delivery)
-                    break
-                except BufferError:  # local queue full: let deliveries drain
-                    self.producer.poll(0.1)
-            self.producer.poll(0)
-        pending = self.producer.flush(timeout)
-        if pending or self.failures:
-            raise RuntimeError(f"{pending} messages undelivered after {timeout} s, {len(self.failures)} failed: "
-                               f"{self.failures[:3]}")
+            self._produce(topic, key, value)
+        try:
+            self._await_acknowledgements()
+        except DeliveryError:
+            self.producer.purge()  # a reused worker must not see this batch's late reports in the next one
+            self.producer.flush(0)
+            raise
+
+    def _produce(self, topic: str, key: bytes, value: bytes) -> None:
+        while True:
+            try:
+                self.producer.produce(topic, value=value, key=key, on_delivery=self._on_delivery)
+                break
+            except BufferError:  # local queue full: let deliveries drain
+                self.producer.poll(0.1)
+        self.producer.poll(0)
+
+    def _await_acknowledgements(self) -> None:
+        waited = 0.0
+        while True:
+            pending = self.producer.flush(self.delivery_timeout_s)
+            waited += self.delivery_timeout_s
+            if self.failures:
+                raise DeliveryError(f"{len(self.failures)} messages not delivered: {self.failures[:3]}")
+            if not pending:
+                return
+            if not self.wait_for_broker:
+                raise DeliveryError(f"{pending} messages unacknowledged after {waited:.0f} s: is the broker down? "
+                                    f"([output] on_broker_outage = \"fail\")")
+            log.warning("%d messages unacknowledged after %.0f s: waiting for the broker "
+                        "([output] on_broker_outage = \"wait\")", pending, waited)

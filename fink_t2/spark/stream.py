@@ -4,28 +4,36 @@ Queries (each with its own checkpoint under ``[checkpoint] dir``):
 
 * ``classify`` — raw ZTF alerts from the subscribed topics → :func:`fink_t2.science.classify.classify`
   in ``mapInPandas`` → the enriched topic (alerts, ``ok`` or ``cut:*``), the dead-letter
-  topic (``error:*``, with the raw bytes) and the scores topic. The three outputs of a
-  micro-batch come from one Kafka write, so an alert is never scored without being enriched,
-  and every input alert lands in enriched or dead-letter.
+  topic (``error:*``, with the raw bytes) and the scores topic.
 * ``filter-<name>`` — one per ``[[output.filters]]``: the scores topic → the filter's topic
   (pure Spark SQL on the compact JSON scores; a failing filter cannot stop classification).
 
-Messages are keyed by candid (dead letters by ``topic/partition/offset``), so consumers and
-log compaction can drop the duplicates an at-least-once restart may produce.
+Guarantee, exactly: at least once, not atomic. A micro-batch's offsets are committed only after
+all its messages are acknowledged, so a restart from the checkpoint redoes an interrupted
+micro-batch: every input alert ends in enriched + scores or in dead-letter, possibly twice under
+the same key. The three outputs are no transaction: until that restart, a partial micro-batch can
+be visible. In ``large_messages = "python"`` mode, enriched alerts and dead letters without their
+scores (scores are written after the enriched alerts are acknowledged, never before); in
+``"spark"`` mode, any part of it, scores without their enriched alert included.
+
+Messages are keyed by candid (dead letters, and alerts without a candid, by
+``topic/partition/offset``), so consumers and log compaction can drop the duplicates.
 """
 from __future__ import annotations
 
 import logging
 import os
 import sys
-from collections.abc import Iterator
-from dataclasses import dataclass
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 
-from fink_t2.config import Config, FilterConf
-from fink_t2.kafka.broker import MAX_MESSAGE_BYTES, spark_kafka_jars
+from fink_t2.config import Config, FilterConf, OutputConf
+from fink_t2.kafka.broker import MAX_MESSAGE_BYTES, MAX_OUTPUT_BYTES, spark_kafka_jars
 from fink_t2.kafka.producer import DirectProducer
 from fink_t2.science.model import LOAD_LOG_ENV
 
@@ -38,67 +46,182 @@ OUTPUT_SCHEMA = "topic string, key binary, value binary"
 # --------------------------------------------------------------------------- Python worker side
 
 
-def _deadletter_key(topic: str, partition: int, offset: int) -> bytes:
-    return f"{topic}/{partition}/{offset}".encode()
+#: One output message: (topic, key, value).
+Message = tuple[str, bytes, bytes]
 
 
-def route_batch(frame: pd.DataFrame, config: Config) -> list[tuple[str, bytes, bytes]]:
-    """Classify one Arrow batch of Kafka rows; the output messages as (topic, key, value).
+@dataclass(frozen=True)
+class SourceMessage:
+    """One input Kafka message: where it came from and its bytes (``value`` None for a null value)."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+
+    @property
+    def position_key(self) -> bytes:
+        """``topic/partition/offset``, unique per input message: the key of its dead letter."""
+        return f"{self.topic}/{self.partition}/{self.offset}".encode()
+
+
+def alert_key(candid, source: SourceMessage) -> bytes:
+    """Kafka key of an alert's enriched and score messages: its candid in decimal (negative ones
+    too), or the source position when the alert has no candid, never a shared ``b"None"``."""
+    if candid is None or pd.isna(candid):
+        return source.position_key
+    return str(int(candid)).encode()
+
+
+def source_messages(frame: pd.DataFrame) -> Iterator[SourceMessage]:
+    """The rows of a Kafka source batch (columns key, value, topic, partition, offset)."""
+    for key, value, topic, partition, offset in zip(frame["key"], frame["value"], frame["topic"],
+                                                    frame["partition"], frame["offset"]):
+        yield SourceMessage(topic, int(partition), int(offset), key, value)
+
+
+def dead_letter(out: OutputConf, source: SourceMessage, reason: str) -> Message:
+    """The dead letter of ``source``: reason + raw bytes, cut to fit the broker's limit if need be."""
+    from fink_t2.kafka.messages import deadletter_message
+
+    value = deadletter_message(reason, source.value, source.key, source.topic, source.partition, source.offset,
+                               max_bytes=MAX_OUTPUT_BYTES - len(source.position_key))
+    return out.deadletter_topic, source.position_key, value
+
+
+def route_alert(row: dict, source: SourceMessage, out: OutputConf) -> tuple[str, list[Message]]:
+    """The final status of one classified input message, and its output: enriched alert and score,
+    or a dead letter. An alert whose enriched message or score would exceed the broker's limit is
+    dead-lettered."""
+    from fink_t2.kafka.messages import enrich_alert, score_message
+
+    status = row["t2_status"]
+    if status.startswith("error:"):
+        return status, [dead_letter(out, source, status.removeprefix("error:"))]
+    try:
+        enriched = enrich_alert(source.value, row)
+    except Exception as exc:  # a valid-looking alert we cannot re-frame: dead-letter it with the reason
+        reason = f"enrich: {type(exc).__name__}: {exc}"[:300]
+        return f"error:{reason}", [dead_letter(out, source, reason)]
+    key = alert_key(row["candid"], source)
+    score = score_message(row)
+    largest = len(key) + max(len(enriched), len(score))
+    if largest > MAX_OUTPUT_BYTES:
+        reason = f"output_too_large: {largest} bytes with the t2 fields, limit {MAX_OUTPUT_BYTES}"
+        return f"error:{reason}", [dead_letter(out, source, reason)]
+    return status, [(out.enriched_topic, key, enriched), (out.scores_topic, key, score)]
+
+
+def status_group(status: str) -> str:
+    """A status without its details, for counting: ``ok``, ``cut:<reason>``, ``error:<kind>``."""
+    kind, _, detail = status.partition(":")
+    return status if kind != "error" else f"error:{detail.split(':', 1)[0].strip()}"
+
+
+@dataclass
+class Tally:
+    """What the workers did: input messages, alerts per status group, messages per output topic."""
+
+    alerts: int = 0
+    statuses: Counter = field(default_factory=Counter)
+    topics: Counter = field(default_factory=Counter)
+
+    def add(self, other: "Tally") -> "Tally":
+        """Add ``other`` into this tally (in place) and return it."""
+        self.alerts += other.alerts
+        self.statuses.update(other.statuses)
+        self.topics.update(other.topics)
+        return self
+
+
+class TallyParam:
+    """The ``AccumulatorParam`` of :class:`Tally` (workers add per batch, the driver reads the sum)."""
+
+    def zero(self, value: Tally) -> Tally:
+        return Tally()
+
+    def addInPlace(self, value1: Tally, value2: Tally) -> Tally:
+        return value1.add(value2)
+
+
+def route_batch(frame: pd.DataFrame, config: Config) -> tuple[list[Message], Tally]:
+    """Classify one Arrow batch of Kafka rows: the output messages as (topic, key, value), and the tally.
 
     ``frame`` has columns key, value, topic, partition, offset. Per alert: one enriched
     message and one score, or one dead letter.
     """
     from fink_t2.science.classify import classify
-    from fink_t2.kafka.messages import deadletter_message, enrich_alert, score_message
     from fink_t2.science.model import load_model
 
     model = load_model(config.model_path(), num_threads=config.model.num_threads)
     results = classify(frame["value"].tolist(), model)
-    messages: list[tuple[str, bytes, bytes]] = []
+    messages: list[Message] = []
+    tally = Tally(alerts=len(frame))
+    for row, source in zip(results.to_dict("records"), source_messages(frame)):
+        status, routed = route_alert(row, source, config.output)
+        tally.statuses[status_group(status)] += 1
+        messages += routed
+    tally.topics.update(topic for topic, _, _ in messages)
+    return messages, tally
+
+
+def _frame(messages: list[Message]) -> pd.DataFrame:
+    """The Kafka-sink rows of ``OUTPUT_SCHEMA``; object columns even when empty (an all-dead-letter
+    batch in python mode), since Spark's Arrow conversion refuses empty float64 columns."""
+    return pd.DataFrame(messages, columns=["topic", "key", "value"], dtype=object)
+
+
+def direct_producer(config: Config) -> DirectProducer:
+    """The worker's producer for the large messages, with the configured outage behaviour."""
     out = config.output
-    for row, value, src_key, topic, partition, offset in zip(
-            results.to_dict("records"), frame["value"], frame["key"], frame["topic"], frame["partition"],
-            frame["offset"]):
-        status = row["t2_status"]
-        if not status.startswith("error:"):
-            try:
-                enriched = enrich_alert(value, row)
-            except Exception as exc:  # a valid-looking alert we cannot re-frame: dead-letter it
-                status = f"error:enrich: {type(exc).__name__}: {exc}"[:300]
-            else:
-                key = str(row["candid"]).encode()
-                messages += [(out.enriched_topic, key, enriched), (out.scores_topic, key, score_message(row))]
-                continue
-        messages.append((out.deadletter_topic, _deadletter_key(topic, partition, offset), deadletter_message(
-            status.removeprefix("error:"), value, src_key, topic, int(partition), int(offset))))
-    return messages
+    return DirectProducer.for_bootstrap(config.kafka.bootstrap_servers, out.delivery_timeout_seconds,
+                                        wait_for_broker=out.on_broker_outage == "wait")
 
 
-def _frame(messages: list[tuple[str, bytes, bytes]]) -> pd.DataFrame:
-    topics, keys, values = zip(*messages) if messages else ((), (), ())
-    return pd.DataFrame({"topic": list(topics), "key": list(keys), "value": list(values)})
-
-
-def make_partition_function(config: Config):
+def make_partition_function(config: Config, tally=None):
     """The ``mapInPandas`` function (closes over the config only; model and producer are per process).
 
     With ``[output] large_messages = "python"`` the enriched alerts and dead letters are
     produced by the worker itself (confluent-kafka) and only the scores go back to Spark;
-    with ``"spark"`` every message goes through Spark's Kafka sink.
+    with ``"spark"`` every message goes through Spark's Kafka sink. ``tally``, a Spark
+    accumulator of :class:`Tally`, receives each batch's counts.
     """
     heavy = {config.output.enriched_topic, config.output.deadletter_topic}
     direct = config.output.large_messages == "python"
 
     def classify_partition(frames: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         for frame in frames:
-            messages = route_batch(frame, config)
+            messages, counts = route_batch(frame, config)
             if direct:
-                DirectProducer.for_bootstrap(config.kafka.bootstrap_servers).send_all(
-                    [m for m in messages if m[0] in heavy])
+                _hold_if_asked("before_send")
+                direct_producer(config).send_all([m for m in messages if m[0] in heavy])
+                _hold_if_asked("after_send")
                 messages = [m for m in messages if m[0] not in heavy]
+            if tally is not None:
+                tally.add(counts)
             yield _frame(messages)
 
     return classify_partition
+
+
+#: Test-only fault injection, ``<stage>:<folder>``: at ``<stage>`` of every python-mode batch
+#: (``before_send`` / ``after_send`` of the large messages) the worker creates a file in
+#: ``<folder>`` and waits until ``<folder>/release`` exists (at most ``HOLD_MAX_SECONDS``). The
+#: stream tests use it to land a broker outage or a kill -9 at an exact point of a micro-batch.
+HOLD_ENV = "FINK_T2_TEST_HOLD"
+HOLD_MAX_SECONDS = 600.0
+
+
+def _hold_if_asked(stage: str) -> None:
+    wanted, _, folder = os.environ.get(HOLD_ENV, "").partition(":")
+    if wanted != stage:
+        return
+    folder_path = Path(folder)
+    (folder_path / f"{stage}-{os.getpid()}-{time.monotonic_ns()}").touch()
+    deadline = time.monotonic() + HOLD_MAX_SECONDS
+    while not (folder_path / "release").exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
 
 
 # --------------------------------------------------------------------------- driver side
@@ -116,6 +239,7 @@ def build_spark(config: Config, app_name: str = "fink_t2"):
         .config("spark.jars", ",".join(spark_kafka_jars()))
         .config("spark.driver.memory", config.spark.driver_memory)
         .config("spark.sql.execution.arrow.maxRecordsPerBatch", str(config.spark.arrow_max_records_per_batch))
+        .config("spark.sql.execution.arrow.maxBytesPerBatch", str(config.spark.arrow_max_bytes_per_batch))
         .config("spark.sql.shuffle.partitions", str(config.spark.shuffle_partitions))
         .config("spark.python.worker.reuse", "true")
         .config("spark.ui.enabled", "false")
@@ -125,13 +249,39 @@ def build_spark(config: Config, app_name: str = "fink_t2"):
         .config("spark.sql.streaming.forceDeleteTempCheckpointLocation", "true")
         .config("spark.executorEnv.PYTHONHASHSEED", "0")
     )
-    if LOAD_LOG_ENV in os.environ:
-        builder = builder.config(f"spark.executorEnv.{LOAD_LOG_ENV}", os.environ[LOAD_LOG_ENV])
+    for name in (LOAD_LOG_ENV, HOLD_ENV):
+        if name in os.environ:
+            builder = builder.config(f"spark.executorEnv.{name}", os.environ[name])
     if config.spark.master:
         builder = builder.master(config.spark.master)
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("WARN")
     return spark
+
+
+#: The Kafka sink's linger, ms (its producer's request timeout must fit in the delivery timeout after it).
+SINK_LINGER_MS = 5
+#: "Without limit" for the Kafka clients' millisecond timeouts and retry counts (Java int max).
+_NO_LIMIT = str(2**31 - 1)
+
+
+def sink_outage_options(out: OutputConf) -> dict[str, str]:
+    """Options of Spark's Kafka sink for ``[output] on_broker_outage``: "wait" retries without limit,
+    "fail" gives up after ``delivery_timeout_seconds`` (the micro-batch fails, so does the job)."""
+    if out.on_broker_outage == "wait":
+        return {"kafka.delivery.timeout.ms": _NO_LIMIT, "kafka.max.block.ms": _NO_LIMIT}
+    delivery_ms = int(out.delivery_timeout_seconds * 1000)
+    return {"kafka.delivery.timeout.ms": str(delivery_ms),
+            "kafka.request.timeout.ms": str(min(30_000, delivery_ms - SINK_LINGER_MS))}
+
+
+def source_outage_options(out: OutputConf) -> dict[str, str]:
+    """Options of Spark's Kafka source for ``[output] on_broker_outage``: with "wait" the driver's
+    offset look-ups and the executors' fetches retry until the broker is back (Spark's defaults,
+    kept with "fail", give up after about 3 × 60 s and 120 s)."""
+    if out.on_broker_outage == "wait":
+        return {"fetchOffset.numRetries": _NO_LIMIT, "kafkaConsumer.pollTimeoutMs": _NO_LIMIT}
+    return {}
 
 
 def _read_kafka(spark, config: Config, pattern: str, starting: str, max_offsets: int | None):
@@ -145,7 +295,7 @@ def _read_kafka(spark, config: Config, pattern: str, starting: str, max_offsets:
     )
     if max_offsets:
         reader = reader.option("maxOffsetsPerTrigger", str(max_offsets))
-    return reader.load()
+    return reader.options(**source_outage_options(config.output)).load()
 
 
 def _write_kafka(frame, config: Config, name: str, once: bool):
@@ -155,20 +305,22 @@ def _write_kafka(frame, config: Config, name: str, once: bool):
         .option("kafka.bootstrap.servers", config.kafka.bootstrap_servers)
         .option("checkpointLocation", str(Path(config.checkpoint_dir()) / name))
         .option("kafka.max.request.size", str(MAX_MESSAGE_BYTES))
-        .option("kafka.linger.ms", "5")
+        .option("kafka.linger.ms", str(SINK_LINGER_MS))
         .option("kafka.batch.size", str(1 << 20))
         .option("kafka.acks", "all")
+        .options(**sink_outage_options(config.output))
     )
     trigger = {"availableNow": True} if once else {"processingTime": f"{config.spark.trigger_seconds} seconds"}
     return writer.trigger(**trigger).start()
 
 
-def start_classify_query(spark, config: Config, once: bool):
-    """Start the ``classify`` query (raw alerts → enriched, scores, dead-letter)."""
+def start_classify_query(spark, config: Config, once: bool, tally=None):
+    """Start the ``classify`` query (raw alerts → enriched, scores, dead-letter); ``tally``: an
+    optional accumulator of :class:`Tally` (``spark.sparkContext.accumulator(Tally(), TallyParam())``)."""
     raw = _read_kafka(spark, config, config.input.subscribe_pattern, config.input.starting_offsets,
                       config.input.max_offsets_per_trigger)
     rows = raw.select("key", "value", "topic", "partition", "offset")
-    out = rows.mapInPandas(make_partition_function(config), OUTPUT_SCHEMA)
+    out = rows.mapInPandas(make_partition_function(config, tally), OUTPUT_SCHEMA)
     return _write_kafka(out, config, "classify", once)
 
 
@@ -199,30 +351,102 @@ def _exact_pattern(topic: str) -> str:
 
 @dataclass(frozen=True)
 class RunStats:
-    """What the classify query did: input rows and the time spent in its micro-batches (s)."""
+    """What the job did: the workers' tally, its wall time and its micro-batches' time (s)."""
 
-    alerts: int
+    tally: Tally
+    wall_seconds: float
     batch_seconds: float
     micro_batches: int
 
     @property
+    def alerts(self) -> int:
+        return self.tally.alerts
+
+    @property
     def alerts_per_second(self) -> float:
+        """Input alerts per second of micro-batch time (recent progress reports)."""
         return self.alerts / self.batch_seconds if self.batch_seconds else 0.0
 
+    def summary(self) -> str:
+        """The end-of-run report: alerts in, per status, per output topic, rates."""
+        wall_rate = self.alerts / self.wall_seconds if self.wall_seconds else 0.0
+        lines = [f"alerts in: {self.alerts} in {self.wall_seconds:.1f} s ({wall_rate:.1f} alerts/s wall, "
+                 f"{self.alerts_per_second:.1f} alerts/s in {self.micro_batches} micro-batches)", "per status:"]
+        lines += [f"  {status:<40} {count:>9}" for status, count in sorted(self.tally.statuses.items())]
+        lines += ["messages per output topic:"]
+        lines += [f"  {topic:<40} {count:>9}" for topic, count in sorted(self.tally.topics.items())]
+        return "\n".join(lines)
 
-def run(config: Config, once: bool = False, timeout: float | None = None) -> RunStats:
-    """Run the job until stopped (or, with ``once``, until the topics are drained)."""
-    spark = build_spark(config)
+
+def check_model(config: Config) -> None:
+    """Load the configured model and score one all-zero input, so that a bad model stops the job
+    at start-up (``ModelError``), not at its first micro-batch."""
+    import numpy as np
+
+    from fink_t2.contract import CLASS_NAMES
+    from fink_t2.science.model import ModelError, load_model
+
     try:
-        return _run_queries(spark, config, once, timeout)
+        model = load_model(config.model_path(), num_threads=config.model.num_threads)
+        steps, channels = model.interpreter.get_input_details()[0]["shape"][1:]  # whatever its input contract
+        probs = model.predict(np.zeros((1, steps, channels), dtype=np.float32))
+    except (ValueError, RuntimeError) as exc:  # LiteRT's own errors: not a FlatBuffer, bad tensors
+        if isinstance(exc, ModelError):
+            raise
+        raise ModelError(f"model {config.model_path() or 'default'} is unusable: {exc}") from exc
+    if probs.shape != (1, len(CLASS_NAMES)) or not np.isfinite(probs).all():
+        raise ModelError(f"model {model.path} gives {probs.shape} / non-finite probabilities on a zero input")
+
+
+def output_topics(config: Config) -> list[str]:
+    """Every topic the job writes, enriched first."""
+    out = config.output
+    return [out.enriched_topic, out.scores_topic, out.deadletter_topic, *(f.topic for f in out.filters)]
+
+
+def prepare_broker(config: Config) -> str:
+    """Check that the broker answers and create the output topics it lacks; its cluster id."""
+    from fink_t2.kafka import broker
+
+    bootstrap = config.kafka.bootstrap_servers
+    cluster = broker.cluster_id(bootstrap)
+    for topic in output_topics(config):
+        broker.create_topic(bootstrap, topic, partitions=config.output.topic_partitions, exist_ok=True)
+    return cluster
+
+
+def run(config: Config, once: bool = False, timeout: float | None = None,
+        report: Callable[[RunStats], None] | None = None) -> RunStats:
+    """Run the job until stopped (or, with ``once``, until the topics are drained).
+
+    Before any query: the model loads and scores, the broker answers and has the output topics
+    (created if absent), and the checkpoint belongs to this broker and input. ``report`` gets the
+    :class:`RunStats` when the job ends, however it ends (an error is raised after it).
+    """
+    from fink_t2.spark.checkpoint import claim_checkpoint
+
+    check_model(config)
+    cluster = prepare_broker(config)
+    spark = build_spark(config)
+    tally = spark.sparkContext.accumulator(Tally(), TallyParam())
+    started = time.monotonic()
+    queries: list = []
+    try:
+        claim_checkpoint(spark, config, cluster)
+        _run_queries(spark, config, once, timeout, tally, queries)
     finally:
         for query in spark.streams.active:
             query.stop()
+        stats = run_stats(tally.value, time.monotonic() - started, queries[0] if queries else None)
         spark.stop()
+        if report is not None:
+            report(stats)
+    return stats
 
 
-def _run_queries(spark, config: Config, once: bool, timeout: float | None) -> RunStats:
-    queries = [start_classify_query(spark, config, once)]
+def _run_queries(spark, config: Config, once: bool, timeout: float | None, tally, queries: list) -> None:
+    """Start the queries (appended to ``queries``, classify first) and wait for them."""
+    queries.append(start_classify_query(spark, config, once, tally))
     if once:  # filters read the scores topic: let classify finish first
         queries[0].awaitTermination(timeout)
         _raise_if_failed(queries[0])
@@ -235,14 +459,12 @@ def _run_queries(spark, config: Config, once: bool, timeout: float | None) -> Ru
         spark.streams.awaitAnyTermination(timeout)
         for query in queries:
             _raise_if_failed(query)
-    return classify_stats(queries[0])
 
 
-def classify_stats(query) -> RunStats:
-    """Input rows and micro-batch time of a query, from its recent progress reports."""
-    batches = [p for p in query.recentProgress if p.numInputRows > 0]
-    return RunStats(sum(p.numInputRows for p in batches), sum(p.batchDuration for p in batches) / 1000.0,
-                    len(batches))
+def run_stats(tally: Tally, wall_seconds: float, query) -> RunStats:
+    """The run's figures: the workers' tally, and the micro-batch time of ``query``'s recent progress."""
+    batches = [p for p in query.recentProgress if p.numInputRows > 0] if query is not None else []
+    return RunStats(tally, wall_seconds, sum(p.batchDuration for p in batches) / 1000.0, len(batches))
 
 
 def _raise_if_failed(query) -> None:

@@ -49,22 +49,16 @@ class StreamSummary:
         return "\n".join(lines)
 
 
-def output_topics(config: Config) -> list[str]:
-    """Every topic the job writes, enriched first."""
-    out = config.output
-    return [out.enriched_topic, out.scores_topic, out.deadletter_topic, *(f.topic for f in out.filters)]
-
-
 def reset_demo_state(config: Config, input_topic: str) -> None:
     """Delete the demo's input/output topics and the checkpoints: each demo run starts clean."""
-    broker.delete_topics(config.kafka.bootstrap_servers, [input_topic, *output_topics(config)])
+    broker.delete_topics(config.kafka.bootstrap_servers, [input_topic, *stream.output_topics(config)])
     shutil.rmtree(config.checkpoint_dir(), ignore_errors=True)
 
 
 def summarize(config: Config, alerts_in: int, seconds: float, stats: stream.RunStats) -> StreamSummary:
     """Read the output topics back and count messages, statuses and classes."""
     bootstrap = config.kafka.bootstrap_servers
-    per_topic = {topic: len(read_topic(bootstrap, topic)) for topic in output_topics(config)}
+    per_topic = {topic: len(read_topic(bootstrap, topic)) for topic in stream.output_topics(config)}
     summary = StreamSummary(alerts_in, seconds, stats.alerts_per_second, per_topic)
     for message in read_topic(bootstrap, config.output.scores_topic):
         score = json.loads(message.value)

@@ -19,13 +19,15 @@ from pathlib import Path
 import fastavro
 import pytest
 from confluent_kafka import Producer
+from confluent_kafka.admin import AdminClient
 
 from fink_t2.kafka import broker
 from fink_t2.contract import CLASS_NAMES
 from fink_t2.kafka.replay import replay
 from fink_t2.kafka.topics import read_topic, topic_sizes
+from fink_t2.spark.stream import HOLD_ENV
 
-from tests.conftest import REPO, SAMPLE_ALERTS
+from tests.conftest import REPO, SAMPLE_ALERTS, rewritten_alert
 from tests.conftest_kafka import free_loopback_port
 
 pytestmark = pytest.mark.integration
@@ -34,7 +36,8 @@ SAMPLE_COUNT = 139  # alerts in data/alerts (see data/alerts/README.md)
 
 
 def write_conf(tmp_path: Path, bootstrap: str, max_offsets: int = 5000, trigger: float = 1.0,
-               large_messages: str = "python") -> tuple[Path, dict]:
+               large_messages: str = "python", outage: str = "wait",
+               delivery_timeout: float = 120.0) -> tuple[Path, dict]:
     """A config with unique topic names for one test; returns (path, names)."""
     tag = uuid.uuid4().hex[:8]
     names = {
@@ -56,6 +59,8 @@ enriched_topic = "{names['enriched']}"
 scores_topic = "{names['scores']}"
 deadletter_topic = "{names['dead']}"
 large_messages = "{large_messages}"
+on_broker_outage = "{outage}"
+delivery_timeout_seconds = {delivery_timeout}
 [[output.filters]]
 name = "any_class"
 topic = "{names['any']}"
@@ -80,9 +85,13 @@ def stream_command(conf: Path, once: bool = True) -> list[str]:
     return [sys.executable, "-m", "fink_t2.cli", "stream", "--conf", str(conf), *(["--once"] if once else [])]
 
 
-def run_stream(conf: Path, env: dict | None = None, timeout: float = 300) -> None:
-    done = subprocess.run(stream_command(conf), cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
-    assert done.returncode == 0, done.stderr[-3000:]
+def run_stream(conf: Path, env: dict | None = None, timeout: float = 300, expect: int = 0,
+               extra: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
+    """``fink-t2 stream --once`` in a subprocess; asserts its exit code, returns it (stdout: the summary)."""
+    done = subprocess.run([*stream_command(conf), *extra], cwd=REPO, env=env, capture_output=True, text=True,
+                          timeout=timeout)
+    assert done.returncode == expect, done.stderr[-3000:]
+    return done
 
 
 def poison_messages(valid: bytes) -> list[tuple[bytes, bytes | None]]:
@@ -215,4 +224,141 @@ def test_broker_restart_mid_run_loses_nothing(kafka_jars, tmp_path):
         if proc is not None and proc.poll() is None:
             os.killpg(proc.pid, signal.SIGTERM)
             proc.wait(60)
+        broker.down(run_dir)
+
+
+def produce_to(bootstrap: str, topic: str, partition: int, messages: list[tuple[bytes, bytes | None]]) -> None:
+    """Produce ``messages`` (key, value) to one partition, acknowledged."""
+    producer = Producer({"bootstrap.servers": bootstrap, "message.max.bytes": broker.MAX_MESSAGE_BYTES})
+    for key, value in messages:
+        producer.produce(topic, key=key, value=value, partition=partition)
+    assert producer.flush(60) == 0
+
+
+def dead_records(bootstrap: str, topic: str) -> dict[bytes, dict]:
+    """Dead-letter records by source key."""
+    records = [next(fastavro.reader(io.BytesIO(m.value))) for m in read_topic(bootstrap, topic)]
+    return {r["key"]: r for r in records}
+
+
+@pytest.mark.parametrize("large_messages", ["python", "spark"])
+def test_a_partition_of_hostile_messages_only_does_not_stop_the_job(kafka_broker, tmp_path, large_messages):
+    conf, names = write_conf(tmp_path, kafka_broker, large_messages=large_messages)
+    broker.create_topic(kafka_broker, names["input"], partitions=2)
+    valid = sorted((SAMPLE_ALERTS / "fink-broker_basic_alerts_local_20200101").glob("*.avro"))[0].read_bytes()
+    largest = broker.MAX_MESSAGE_BYTES - 200  # the broker still takes it: 61 B batch header + framing
+    hostile = [(b"h-nonavro", b"definitely not avro"), (b"h-truncated", valid[: len(valid) // 3]),
+               (b"h-empty", b""), (b"h-null", None), (b"h-10mib-junk", b"\xff" * largest),
+               (b"h-oversize-alert", rewritten_alert(valid, size=largest))]
+    produce_to(kafka_broker, names["input"], 0, hostile)  # partition 0: every message is a dead letter
+    candid = next(fastavro.reader(io.BytesIO(valid)))["candid"]
+    negatives = [rewritten_alert(valid, candid=-candid), rewritten_alert(valid, candid=-7)]
+    produce_to(kafka_broker, names["input"], 1, [(b"a-valid", valid), (b"a-neg-1", negatives[0]),
+                                                 (b"a-neg-2", negatives[1])])
+    first = run_stream(conf)
+    print(first.stdout)
+    assert "alerts in: 9 " in first.stdout and "error:output_too_large" in first.stdout
+
+    dead = dead_records(kafka_broker, names["dead"])
+    assert sorted(dead) == sorted(k for k, _ in hostile)
+    assert dead[b"h-empty"]["reason"] == dead[b"h-null"]["reason"] == "empty_message"
+    assert "bad magic" in dead[b"h-nonavro"]["reason"] and dead[b"h-truncated"]["reason"].startswith("avro_decode")
+    assert dead[b"h-oversize-alert"]["reason"].startswith("output_too_large")
+    for key in (b"h-10mib-junk", b"h-oversize-alert"):  # too large to carry whole: cut, sizes recorded
+        assert dead[key]["truncated"] and dead[key]["value_size"] == largest
+        assert dict(hostile)[key].startswith(dead[key]["value"])
+    assert not any(dead[k]["truncated"] for k in (b"h-nonavro", b"h-truncated", b"h-empty", b"h-null"))
+    enriched = read_topic(kafka_broker, names["enriched"])
+    keys = [m.key for m in enriched]
+    assert len(keys) == 3 and len(set(keys)) == 3 and b"None" not in keys and str(candid).encode() in keys
+    assert sorted(keys) == sorted(m.key for m in read_topic(kafka_broker, names["scores"]))
+
+    second = run_stream(conf)  # the partition is not blocked: nothing is left to redo
+    assert "alerts in: 0 " in second.stdout
+
+
+def test_start_up_creates_the_output_topics_and_a_checkpoint_keeps_to_its_broker(kafka_broker, tmp_path):
+    conf, names = write_conf(tmp_path, kafka_broker)
+    broker.create_topic(kafka_broker, names["input"], partitions=1)
+    run_stream(conf)  # no alert at all
+    sizes = topic_sizes(kafka_broker, [names[k] for k in ("enriched", "scores", "dead", "snia", "any")])
+    assert set(sizes.values()) == {0}
+    metadata = AdminClient({"bootstrap.servers": kafka_broker}).list_topics(timeout=30).topics
+    assert all(names[k] in metadata for k in ("enriched", "scores", "dead", "snia", "any"))  # consumers can subscribe
+
+    run_dir = tmp_path / "other-broker"
+    other = broker.up(run_dir, port=free_loopback_port(), controller_port=free_loopback_port(), timeout=90)
+    try:
+        refused = run_stream(conf, expect=2, extra=("--bootstrap", other))
+    finally:
+        broker.down(run_dir)
+    assert "belongs to Kafka cluster" in refused.stderr and "kafka_cluster_id differ" in refused.stderr
+
+
+def test_kill_9_between_the_enriched_and_the_scores_write_then_restart_completes(kafka_broker, tmp_path):
+    conf, names = write_conf(tmp_path, kafka_broker, max_offsets=40)
+    broker.create_topic(kafka_broker, names["input"], partitions=2)
+    replay([SAMPLE_ALERTS], names["input"], bootstrap=kafka_broker)
+    hold = tmp_path / "hold"
+    hold.mkdir()
+    env = os.environ | {HOLD_ENV: f"after_send:{hold}"}  # workers stop after their enriched alerts are acked
+    proc = subprocess.Popen(stream_command(conf), cwd=REPO, env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        wait_for(lambda: any(hold.iterdir()), 240, "a worker holding after its acknowledged send")
+        sizes = topic_sizes(kafka_broker, [names["enriched"], names["dead"], names["scores"]])
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(30)
+    print(f"kill -9 with {sizes} written")
+    assert sizes[names["enriched"]] > 0 and sizes[names["scores"]] == 0  # really mid-batch
+    run_stream(conf)
+    enriched = read_topic(kafka_broker, names["enriched"])
+    expected = input_candids(kafka_broker, names["input"])
+    assert set(candids_of(enriched)) == set(expected)  # nothing lost
+    scores = [json.loads(m.value)["candid"] for m in read_topic(kafka_broker, names["scores"])]
+    assert set(scores) == set(expected)  # every enriched alert has its score after the restart
+    duplicates = len(enriched) - len(set(candids_of(enriched)))
+    print(f"after restart: {duplicates} enriched duplicates")
+    assert duplicates <= 40  # at most the interrupted micro-batch (maxOffsetsPerTrigger)
+
+
+@pytest.mark.parametrize("outage", ["wait", "fail"])
+def test_broker_outage_longer_than_the_delivery_timeout(kafka_jars, tmp_path, outage):
+    timeout = 5.0
+    run_dir = tmp_path / "broker"
+    port = free_loopback_port()
+    bootstrap = broker.up(run_dir, port=port, controller_port=free_loopback_port(), timeout=90)
+    hold = tmp_path / "hold"
+    hold.mkdir()
+    proc = None
+    try:
+        conf, names = write_conf(tmp_path, bootstrap, max_offsets=40, outage=outage, delivery_timeout=timeout)
+        broker.create_topic(bootstrap, names["input"], partitions=2)
+        replay([SAMPLE_ALERTS], names["input"], bootstrap=bootstrap)
+        expected = input_candids(bootstrap, names["input"])
+        env = os.environ | {HOLD_ENV: f"before_send:{hold}"}  # the outage starts just before a send
+        log_file = tmp_path / "stream.log"
+        with log_file.open("w") as log:
+            proc = subprocess.Popen(stream_command(conf), cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                    start_new_session=True)
+        wait_for(lambda: any(hold.iterdir()), 240, "a worker about to send")
+        assert broker.down(run_dir)
+        (hold / "release").touch()
+        if outage == "wait":
+            time.sleep(4 * timeout)  # the outage outlasts the delivery timeout several times
+            assert proc.poll() is None, log_file.read_text()[-3000:]
+            broker.up(run_dir, port=port, timeout=90)
+            assert proc.wait(300) == 0, log_file.read_text()[-3000:]
+            assert "waiting for the broker" in log_file.read_text()
+        else:
+            assert proc.wait(240) != 0  # the job gives up while the broker is still down
+            assert "unacknowledged after" in log_file.read_text() or "not delivered" in log_file.read_text()
+            broker.up(run_dir, port=port, timeout=90)
+            run_stream(conf)  # restart from the checkpoint
+        assert set(candids_of(read_topic(bootstrap, names["enriched"]))) == set(expected)  # nothing lost
+    finally:
+        if proc is not None and proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(30)
         broker.down(run_dir)

@@ -1,0 +1,114 @@
+"""The Python-worker side of the stream, without Spark or Kafka: routing and output frames."""
+from __future__ import annotations
+
+import io
+import json
+from collections import Counter
+
+import fastavro
+import pandas as pd
+import pyarrow as pa
+import pytest
+from pyspark.sql.pandas.serializers import ArrowStreamPandasUDFSerializer
+from pyspark.sql.pandas.types import to_arrow_type
+from pyspark.sql.types import BinaryType, StringType, StructField, StructType
+
+from fink_t2.config import Config
+from fink_t2.kafka.broker import MAX_MESSAGE_BYTES, MAX_OUTPUT_BYTES
+from fink_t2.spark.stream import Tally, _frame, route_batch, status_group
+
+from tests.conftest import SAMPLE_ALERTS, rewritten_alert
+
+#: OUTPUT_SCHEMA as a Spark type (parsing the DDL string needs a running session)
+OUTPUT_TYPE = StructType([StructField("topic", StringType()), StructField("key", BinaryType()),
+                          StructField("value", BinaryType())])
+
+
+def to_spark_arrow(frame) -> pa.RecordBatch:
+    """What Spark does with a ``mapInPandas`` result: its Arrow conversion of the returned frame."""
+    serializer = ArrowStreamPandasUDFSerializer("UTC", False, True, True, "dict", False)
+    return serializer._create_batch([(frame, to_arrow_type(OUTPUT_TYPE))])
+
+
+@pytest.mark.parametrize("messages", [[], [("enriched", b"42", b"\x00avro")]], ids=["empty", "one"])
+def test_output_frame_converts_to_arrow_even_when_empty(messages):
+    # An all-dead-letter batch in python mode returns no row to Spark: the empty frame used to have
+    # float64 columns and Spark's conversion raised "Expected Array, got ChunkedArray".
+    batch = to_spark_arrow(_frame(messages))
+    assert batch.num_rows == len(messages)
+    assert [row["_0"] for row in batch.to_pylist()] == [dict(zip(("topic", "key", "value"), m)) for m in messages]
+
+
+def kafka_rows(values: list[bytes | None], topic: str = "ztf_test_programid1", partition: int = 0) -> pd.DataFrame:
+    """A Kafka source batch as ``mapInPandas`` hands it to the worker."""
+    return pd.DataFrame({"key": [f"k{i}".encode() for i in range(len(values))], "value": values,
+                         "topic": topic, "partition": partition, "offset": range(100, 100 + len(values))})
+
+
+def dead_record(message) -> dict:
+    return next(fastavro.reader(io.BytesIO(message[2])))
+
+
+@pytest.fixture(scope="module")
+def real_alert() -> bytes:
+    return sorted((SAMPLE_ALERTS / "fink-broker_basic_alerts_local_20200101").glob("*.avro"))[0].read_bytes()
+
+
+def test_every_alert_gets_its_own_key_negative_candids_included(real_alert):
+    positive = next(fastavro.reader(io.BytesIO(real_alert)))["candid"]
+    values = [real_alert, rewritten_alert(real_alert, candid=-positive), rewritten_alert(real_alert, candid=-7)]
+    frame = kafka_rows(values)
+    messages, tally = route_batch(frame, Config())
+    scores = [(key, json.loads(value)) for topic, key, value in messages if topic == Config().output.scores_topic]
+    assert len(scores) == 3
+    for (key, score), offset in zip(scores, frame["offset"]):
+        # the candid in decimal, or (while the decoder cannot tell a negative candid from none)
+        # the alert's source position: never the b"None" every such alert used to share
+        assert score["candid"] in (positive, -positive, -7, None)
+        expected = str(score["candid"]).encode() if score["candid"] is not None else f"ztf_test_programid1/0/{offset}".encode()
+        assert key == expected
+    assert scores[0][0] == str(positive).encode()
+    enriched_keys = [key for topic, key, _ in messages if topic == Config().output.enriched_topic]
+    assert enriched_keys == [key for key, _ in scores] and len(set(enriched_keys)) == 3
+    assert tally.alerts == 3 and sum(tally.statuses.values()) == 3 and "error" not in str(tally.statuses)
+    assert tally.topics == Counter({Config().output.enriched_topic: 3, Config().output.scores_topic: 3})
+
+
+def test_an_alert_too_large_once_enriched_is_dead_lettered_and_truncated_to_fit(real_alert):
+    largest_input = MAX_MESSAGE_BYTES - 200  # what the broker still accepts (batch header 61 B + framing)
+    big = rewritten_alert(real_alert, size=largest_input)
+    junk = b"\xff" * largest_input  # not Avro, as large
+    messages, tally = route_batch(kafka_rows([big, junk]), Config())
+    assert [m[0] for m in messages] == [Config().output.deadletter_topic] * 2
+    for message, source in zip(messages, (big, junk)):
+        assert len(message[1]) + len(message[2]) <= MAX_OUTPUT_BYTES
+        record = dead_record(message)
+        assert record["truncated"] and record["value_size"] == len(source) and record["key_size"] == 2
+        assert source.startswith(record["value"]) and len(record["value"]) > len(source) - 2048
+        assert record["key"] == b"k0" or record["key"] == b"k1"
+        assert f"dead letter truncated to {MAX_OUTPUT_BYTES - len(message[1])} bytes" in record["reason"]
+    assert dead_record(messages[0])["reason"].startswith("output_too_large: ")
+    assert dead_record(messages[1])["reason"].startswith("avro_decode")
+    assert tally.statuses == Counter({"error:output_too_large": 1, "error:avro_decode": 1})
+
+
+def test_a_batch_of_poison_only_gives_one_dead_letter_each():
+    frame = kafka_rows([b"definitely not avro", b"Obj\x01", b"", None])
+    messages, tally = route_batch(frame, Config())
+    assert [m[0] for m in messages] == [Config().output.deadletter_topic] * 4
+    assert [m[1] for m in messages] == [f"ztf_test_programid1/0/{o}".encode() for o in frame["offset"]]
+    records = [dead_record(m) for m in messages]
+    assert [r["value"] for r in records] == list(frame["value"])
+    assert [r["value_size"] for r in records] == [19, 4, 0, None] and not any(r["truncated"] for r in records)
+    assert records[2]["reason"] == records[3]["reason"] == "empty_message"
+    assert tally == Tally(alerts=4, statuses=Counter({"error:avro_decode": 2, "error:empty_message": 2}),
+                          topics=Counter({Config().output.deadletter_topic: 4}))
+
+
+@pytest.mark.parametrize("status, group", [
+    ("ok", "ok"), ("cut:bad_quality", "cut:bad_quality"), ("error:empty_message", "error:empty_message"),
+    ("error:avro_decode: ContainerError: truncated varint", "error:avro_decode"),
+    ("error:output_too_large: 10485600 bytes with the t2 fields, limit 10484736", "error:output_too_large"),
+])
+def test_status_groups_drop_the_details(status, group):
+    assert status_group(status) == group
