@@ -23,6 +23,10 @@ setup(
     description="t2 transient classification of ZTF alerts for Spark/Kafka alert brokers",
     python_requires=">=3.11,<3.12",
     packages=find_packages(include=["fink_t2", "fink_t2.*"]),
+    # the models with their metadata (sha256-checked at load) and the config templates: found with
+    # importlib.resources (fink_t2.config.package_file) from a wheel, from any working directory
+    package_data={"fink_t2": ["data/models/*.tflite", "data/models/*.json", "data/models/LICENSE.*",
+                              "conf/*.toml", "conf/*.properties"]},
     install_requires=STREAMING,
     extras_require={
         "test": ["pytest>=8", "hypothesis>=6.100"],

@@ -148,7 +148,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def _add_stream_commands(sub) -> None:
     p = sub.add_parser("stream", help="run the Kafka → Spark → Kafka streaming job")
-    p.add_argument("--conf", default=str(DEFAULT_CONF), help="TOML config (default conf/local.toml)")
+    p.add_argument("--conf", default=str(DEFAULT_CONF), help="TOML config (default: packaged fink_t2/conf/local.toml)")
     p.add_argument("--once", action="store_true", help="process what is in the topics, then exit (availableNow)")
     p.add_argument("--bootstrap", help="override [kafka] bootstrap_servers")
     p.add_argument("--timeout", type=float, default=None, help="stop after this many seconds")

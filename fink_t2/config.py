@@ -1,18 +1,33 @@
 """Typed configuration of the streaming job, read from TOML (stdlib ``tomllib``).
 
-The dataclass defaults below are the single source of the default values; ``conf/local.toml``
-documents them. Unknown sections or keys are errors, so a typo cannot be silently ignored.
+The dataclass defaults below are the single source of the default values; the packaged
+template ``fink_t2/conf/local.toml`` documents them. Unknown sections or keys are errors, so a
+typo cannot be silently ignored.
 """
 from __future__ import annotations
 
 import dataclasses
+import importlib.resources
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_CONF = REPO_ROOT / "conf" / "local.toml"
+
+
+def package_file(*parts: str) -> Path:
+    """A file shipped inside the ``fink_t2`` package (models, config templates), as a path.
+
+    Resolved with ``importlib.resources``, so it works from a checkout, an editable install and
+    a wheel alike, from any working directory (packages installed as plain files, not zipped).
+    """
+    return Path(str(importlib.resources.files("fink_t2").joinpath(*parts)))
+
+
+#: Config templates shipped in the package (``fink-t2 config template NAME`` prints one).
+CONF_DIR = package_file("conf")
+DEFAULT_CONF = CONF_DIR / "local.toml"
 
 
 class ConfigError(ValueError):

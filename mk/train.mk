@@ -3,7 +3,7 @@
 #   make train-venv   (tensorflow-cpu + tf-keras + tfmot into .venv, see ../shared/notes/environment.md §1)
 # then `make train` (about 25 min on one core; pinned to core $(TRAIN_CPU) with taskset).
 # Outputs: run/train/ (all models, logs, reports), docs/table1.md + docs/*.png,
-# data/models/$(SHIP_ID).{tflite,json} (the shipped clustered + quantized model).
+# fink_t2/data/models/$(SHIP_ID).{tflite,json} (the shipped clustered + quantized model).
 
 TRAIN_OUT ?= $(CURDIR)/run/train
 TRAIN_CPU ?= 1
@@ -13,7 +13,8 @@ ZTF_EPOCHS ?= 15
 SHIP_ID ?= fink-t2-ztf-w2
 SHARED_LABELED ?= $(CURDIR)/../shared/data/labeled
 BTS_DIR ?= $(SHARED_LABELED)/ztf_bts_antares
-PUBLISHED_MODEL ?= $(CURDIR)/data/models/fink-t2-quantized-28341.tflite
+MODELS_DIR ?= $(CURDIR)/fink_t2/data/models
+PUBLISHED_MODEL ?= $(MODELS_DIR)/fink-t2-quantized-28341.tflite
 TASKSET := $(shell command -v taskset >/dev/null 2>&1 && echo taskset -c $(TRAIN_CPU))
 T2TRAIN := FINK_T2_TRAIN_THREADS=1 $(TASKSET) $(PY) -m fink_t2.train -v
 
@@ -67,6 +68,6 @@ train-evaluate:
 	$(T2TRAIN) science-report --default $(TRAIN_OUT)/eval/ours-bts-val.json \
 	  --other "published fink-t2-quantized-28341 (span grid, as shipped)=$(TRAIN_OUT)/eval/published-bts-val.json" \
 	  --doc $(CURDIR)/docs/ztf-model.md --command "make train" \
-	  --published $(TRAIN_OUT)/eval/published-bts-val.json --ship $(CURDIR)/data/models --ship-id $(SHIP_ID)
+	  --published $(TRAIN_OUT)/eval/published-bts-val.json --ship $(MODELS_DIR) --ship-id $(SHIP_ID)
 
 train: train-plasticc train-ztf train-evaluate

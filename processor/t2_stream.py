@@ -1,7 +1,7 @@
 """spark-submit entry point of the fink_t2 streaming job.
 
     spark-submit --master spark://127.0.0.1:7077 --jars <connector jars> \\
-        processor/t2_stream.py --conf conf/local.toml [--once]
+        processor/t2_stream.py --conf fink_t2/conf/local.toml [--once]
 
 The master and resources come from spark-submit; everything else from the TOML config.
 """

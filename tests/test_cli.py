@@ -10,6 +10,7 @@ import pytest
 
 from fink_t2.cli import main
 from fink_t2.science.classify import OUTPUT_COLUMNS
+from fink_t2.science.model import DEFAULT_MODEL
 
 from tests.conftest import REPO, SAMPLE_ALERTS, shared_path
 from tests.conftest_kafka import free_loopback_port
@@ -77,7 +78,7 @@ def test_stream_refuses_a_bad_model_at_start_up(tmp_path, capsys):
     # sha256 and metadata right, content not a model: before, the job started and failed at its first batch
     model = tmp_path / "bad.tflite"
     model.write_bytes(b"not a flatbuffer" * 3000)
-    meta = json.loads((REPO / "data" / "models" / "fink-t2-ztf-cq.json").read_text())
+    meta = json.loads(DEFAULT_MODEL.with_suffix(".json").read_text())
     (tmp_path / "bad.json").write_text(json.dumps(meta | {"sha256": hashlib.sha256(model.read_bytes()).hexdigest()}))
     conf = tmp_path / "job.toml"
     conf.write_text(f'[kafka]\nbootstrap_servers = "127.0.0.1:{free_loopback_port()}"\n[model]\npath = "{model}"\n')

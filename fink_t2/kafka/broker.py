@@ -26,7 +26,7 @@ from pathlib import Path
 
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
-from fink_t2.config import REPO_ROOT
+from fink_t2.config import CONF_DIR, REPO_ROOT
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +34,7 @@ DEFAULT_RUN_DIR = REPO_ROOT / "run" / "kafka"
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 9092
 DEFAULT_BOOTSTRAP = f"{DEFAULT_HOST}:{DEFAULT_PORT}"
-LOG4J_CONFIG = REPO_ROOT / "conf" / "log4j-kafka.properties"
+LOG4J_CONFIG = CONF_DIR / "log4j-kafka.properties"
 
 #: Largest message the broker, its topics and our producers accept, bytes (ZTF alerts are ~70 KB,
 #: Fink-enriched ones a few hundred KB; 10 MB leaves room for long histories).

@@ -32,7 +32,7 @@ T2_FIELDS: tuple[dict, ...] = (
     {"name": "t2_probs", "type": ["null", {"type": "map", "values": "double"}], "default": None,
      "doc": "class name -> probability, sums to 1 (null unless ok)"},
     {"name": "t2_snia", "type": ["null", "double"], "default": None, "doc": "P(SNIa) (null unless ok)"},
-    {"name": "t2_model", "type": "string", "doc": "model id (data/models/<id>.json)"},
+    {"name": "t2_model", "type": "string", "doc": "model id (fink_t2/data/models/<id>.json)"},
 )
 _T2_RECORD = fastavro.parse_schema({"type": "record", "name": "t2_fields", "fields": list(T2_FIELDS)})
 

@@ -18,15 +18,16 @@ from pathlib import Path
 import numpy as np
 
 from fink_t2.contract import BANDS, CLASS_NAMES, GRID_LENGTH, INPUT_CONTRACTS
-from fink_t2.config import REPO_ROOT
+from fink_t2.config import package_file
 
 log = logging.getLogger(__name__)
 
 #: Default model: our clustered + quantized t2 trained on emulated ZTF alerts (beats the
 #: published model on the BTS validation split, see docs/table1.md). The published Fink
 #: model stays selectable: PUBLISHED_MODEL, or ``--model`` on the command line.
-DEFAULT_MODEL = REPO_ROOT / "data" / "models" / "fink-t2-ztf-cq.tflite"
-PUBLISHED_MODEL = REPO_ROOT / "data" / "models" / "fink-t2-quantized-28341.tflite"
+MODELS_DIR = package_file("data", "models")
+DEFAULT_MODEL = MODELS_DIR / "fink-t2-ztf-cq.tflite"
+PUBLISHED_MODEL = MODELS_DIR / "fink-t2-quantized-28341.tflite"
 #: Samples per invoke. Measured here (ai-edge-litert 2.3.0, 1 thread, XNNPACK, 2,048
 #: random inputs): batch 1: 4,719/s, 4: 4,700/s, 8: 5,013/s, 16: 4,687/s, 32: 3,501/s.
 #: Attention memory grows as B×16×100×100 floats, so large batches also cost RSS.

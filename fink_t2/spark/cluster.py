@@ -4,7 +4,7 @@ One master (port 7077) and one worker, started from the pyspark package's ``spar
 with PID files and logs under ``run/spark-cluster``. Submit the job to it with::
 
     .venv/bin/spark-submit --master spark://127.0.0.1:7077 --jars <connector jars> \\
-        --conf spark.pyspark.python=.venv/bin/python processor/t2_stream.py --conf conf/local.toml --once
+        --conf spark.pyspark.python=.venv/bin/python processor/t2_stream.py --conf fink_t2/conf/local.toml --once
 
 ``fink-t2 cluster submit -- --once`` runs exactly that.
 """

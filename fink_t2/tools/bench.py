@@ -513,7 +513,7 @@ def add_bench_parser(subparsers) -> None:
     p.add_argument("--n", type=int, default=None, help=f"alerts after replication (default {FULL_N}, quick {QUICK_N})")
     p.add_argument("--quick", action="store_true", help="small N, one repeat: under two minutes")
     p.add_argument("--no-stream", action="store_true", help="skip the Kafka → Spark → Kafka measurement")
-    p.add_argument("--conf", default=None, help="TOML config for the streaming part (default conf/local.toml)")
+    p.add_argument("--conf", default=None, help="TOML config for the streaming part (default: packaged local.toml)")
     p.add_argument("--out", default=None, help="write the figures as JSON")
     p.add_argument("--plot", default=None, help="write a PNG bar chart of the stages")
     p.add_argument("--readme", default=None, help="rewrite the figures table between the bench markers of this file")

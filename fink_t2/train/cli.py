@@ -300,7 +300,7 @@ def add_report_parser(subparsers) -> None:
     p.add_argument("--published", required=True, help="evaluate JSON of the published model on the same split")
     p.add_argument("--plasticc-ours", help="evaluate JSON of our model on PLAsTiCC test alerts (optional)")
     p.add_argument("--plasticc-published", help="evaluate JSON of the published model on the same")
-    p.add_argument("--ship", help="copy our model + metadata (with metrics) into this folder (data/models)")
+    p.add_argument("--ship", help="copy our model + metadata (with metrics) into this folder (fink_t2/data/models)")
     p.add_argument("--ship-id", default="fink-t2-ztf-cq")
     p.set_defaults(handler=cmd_report)
 

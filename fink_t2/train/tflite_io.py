@@ -39,7 +39,7 @@ AXIS_2 = {"span_grid_v1": "band: 0 = g, 1 = r",
 def base_metadata(model_id: str, tflite: bytes, scaling: str, scaling_stats: dict | None = None,
                   temperature: float = 1.0, input_contract: str = "span_grid_v1", channels: int = 2,
                   **extra) -> dict:
-    """Metadata JSON in the format of ``data/models/fink-t2-quantized-28341.json``."""
+    """Metadata JSON in the format of ``fink_t2/data/models/fink-t2-quantized-28341.json``."""
     input_name, output_name = tensor_names(tflite)
     meta = {
         "model_id": model_id,
