@@ -1,0 +1,89 @@
+"""The wheel is a working install: models, their metadata and the config templates are inside it,
+and ``fink-t2 classify`` finds them from any working directory, in a fresh venv.
+
+The fresh venv gets the wheel with ``--no-deps``; its dependencies come from this interpreter's
+site-packages through a ``.pth`` line (nothing is downloaded). A ``.pth`` line only appends a
+folder to ``sys.path`` (the ``.pth`` files inside that folder are not run), so the editable install
+of the checkout stays invisible and the venv imports the wheel's copy.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import sysconfig
+import zipfile
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from fink_t2.cli import classify_paths
+from tests.conftest import REPO, SAMPLE_ALERTS
+
+PACKAGED = ("fink_t2/data/models/fink-t2-ztf-cq.tflite", "fink_t2/data/models/fink-t2-ztf-cq.json",
+            "fink_t2/data/models/fink-t2-quantized-28341.tflite", "fink_t2/data/models/fink-t2-quantized-28341.json",
+            "fink_t2/data/models/LICENSE.fink-science", "fink_t2/conf/local.toml",
+            "fink_t2/conf/cluster.example.toml", "fink_t2/conf/log4j-kafka.properties")
+
+
+def _run(*command: str | Path, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    result = subprocess.run([str(c) for c in command], cwd=cwd, env=env, capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, f"{command} failed:\n{result.stdout}\n{result.stderr}"
+    return result
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory) -> Path:
+    """The wheel built from a clean copy of the sources (no stale ``build/`` of the checkout)."""
+    src = tmp_path_factory.mktemp("src")
+    shutil.copy(REPO / "setup.py", src)
+    shutil.copytree(REPO / "fink_t2", src / "fink_t2", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    out = tmp_path_factory.mktemp("wheel")
+    _run(sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", out, src, cwd=src)
+    (built,) = out.glob("fink_t2-*.whl")
+    return built
+
+
+@pytest.fixture(scope="module")
+def fresh_venv(wheel: Path, tmp_path_factory) -> Path:
+    """A new venv holding only the wheel; dependencies visible through a .pth line."""
+    venv = tmp_path_factory.mktemp("venv")
+    _run(sys.executable, "-m", "venv", "--without-pip", venv, cwd=venv)
+    python = venv / "bin" / "python"
+    _run(sys.executable, "-m", "pip", "--python", python, "install", "-q", "--no-deps", "--no-index", wheel,
+         cwd=venv)
+    site = Path(_run(python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])", cwd=venv)
+                .stdout.strip())
+    (site / "dependencies.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    return venv
+
+
+def _clean_env() -> dict[str, str]:
+    """This environment without PYTHONPATH (which would put the checkout first)."""
+    return {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
+
+
+def test_wheel_carries_models_metadata_and_config_templates(wheel: Path):
+    names = set(zipfile.ZipFile(wheel).namelist())
+    missing = [name for name in PACKAGED if name not in names]
+    assert not missing, f"not in the wheel: {missing}"
+
+
+def test_installed_wheel_classifies_from_any_directory(fresh_venv: Path, tmp_path: Path):
+    """Same rows as the checkout: the installed package found its own default model."""
+    workdir = tmp_path / "elsewhere"
+    workdir.mkdir()
+    env = _clean_env()
+    where = _run(fresh_venv / "bin" / "python", "-c", "import fink_t2; print(fink_t2.__file__)", cwd=workdir, env=env)
+    assert where.stdout.startswith(str(fresh_venv)), where.stdout
+    _run(fresh_venv / "bin" / "fink-t2", "classify", SAMPLE_ALERTS, "--out", "rows.parquet", cwd=workdir, env=env)
+    rows = pd.read_parquet(workdir / "rows.parquet")
+    expected = classify_paths([str(SAMPLE_ALERTS)])
+    assert len(rows) == len(expected) == 139
+    assert set(rows["t2_model"]) == {"fink-t2-ztf-cq"}
+    # same code, same model file, same libraries on the same machine: the same numbers, bit for bit
+    for column in ("objectId", "candid", "t2_status", "t2_class", "t2_snia"):
+        assert rows[column].tolist() == expected[column].tolist(), column
