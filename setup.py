@@ -3,18 +3,24 @@ from setuptools import find_packages, setup
 
 STREAMING = [
     "numpy>=2,<3",
-    "scipy>=1.11",
     "pandas>=2.2,<3",  # pyspark 4.0 does not support pandas 3
-    "pyarrow>=18",
+    "pyarrow>=18,<27",  # 26.0.1 tested; Parquet reading and Spark's Arrow transfer
     "fastavro>=1.9.4,<2",
     "numba>=0.68.1,<0.70",  # fink_t2.alerts.compiled (compiled alert decoder); 0.68 supports numpy < 2.6
     "confluent-kafka>=2.5,<3",
     "ai-edge-litert==2.3.0",
     "pyspark==4.0.0",  # = the Kafka connector jar (jvm/spark/pom.xml); 4.1.1 has SPARK-57438
-    "matplotlib>=3.8",
     "tqdm>=4.66",
-    "psutil>=5.9",
-    "threadpoolctl>=3.2",  # fink-t2 bench: single-threaded BLAS on one pinned core
+]
+# Optional, only for the tools (fink_t2/tools/extras.py names the modules each extra provides):
+PLOT = ["matplotlib>=3.8"]  # fink-t2 plot, the demo's summary PNG, the bench chart
+BENCH = [
+    *PLOT,
+    "scipy>=1.11",  # the per-alert reference GP (tools/reference_gp.py)
+    "threadpoolctl>=3.2",  # single-threaded BLAS on one pinned core
+    "psutil>=5.9",  # RSS of Spark's Python workers
+    "george==0.4.4",  # the deployed reference GP (scipy fit used when absent)
+    "pyinstrument>=4.6",
 ]
 
 setup(
@@ -29,10 +35,11 @@ setup(
                               "conf/*.toml", "conf/*.properties"]},
     install_requires=STREAMING,
     extras_require={
-        "test": ["pytest>=8", "hypothesis>=6.100"],
-        "bench": ["george==0.4.4", "pyinstrument>=4.6"],  # george: the deployed reference GP
+        "plot": PLOT,
+        "bench": BENCH,
+        "test": ["pytest>=8", "hypothesis>=6.100", *BENCH],  # the tests run plot, bench and the reference GP
         # tf-keras and tfmot need --no-deps next to tensorflow-cpu: `make train-venv` installs them
-        "train": ["tensorflow-cpu==2.21.0", "dm-tree", "mock"],
+        "train": ["tensorflow-cpu==2.21.0", "dm-tree", "mock", "scipy>=1.11", *PLOT],
     },
     entry_points={"console_scripts": ["fink-t2=fink_t2.cli:main"]},
 )

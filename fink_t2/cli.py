@@ -20,6 +20,7 @@ from fink_t2.kafka.broker import BrokerError, MissingJarsError
 from fink_t2.science.classify import OUTPUT_COLUMNS, classify, classify_batch
 from fink_t2.science.model import ModelError, load_model
 from fink_t2.alerts.sources import AlertInput, InputError, iter_alert_inputs
+from fink_t2.tools.extras import MissingExtraError, require_extra
 from fink_t2.train.cli import add_train_parsers
 from fink_t2.train.tf_setup import MissingTrainingStack
 
@@ -124,7 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--candid", type=int, required=True)
     p.add_argument("--out", required=True, help="PNG file")
     p.add_argument("--model")
-    p.set_defaults(handler=cmd_plot)
+    p.set_defaults(handler=cmd_plot, extra="plot")
 
     _add_stream_commands(sub)
     add_train_parsers(sub)
@@ -157,7 +158,7 @@ def _add_stream_commands(sub) -> None:
     p = sub.add_parser("demo", help="broker + replay of the sample alerts + stream --once + summary")
     p.add_argument("--conf", default=str(DEFAULT_CONF))
     p.add_argument("--alerts", nargs="+", help="replay these alert files/folders instead of data/alerts")
-    p.set_defaults(handler=cmd_demo)
+    p.set_defaults(handler=cmd_demo, extra="plot")
 
     broker.add_kafka_parser(sub)
     replay.add_replay_parser(sub)
@@ -170,8 +171,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
+        if getattr(args, "extra", None):  # the optional dependencies of this command, before it starts
+            require_extra(args.extra, f"`fink-t2 {args.command}`")
         return int(args.handler(args) or 0)
-    except (InputError, ModelError, ConfigError, MissingJarsError, MissingTrainingStack, BrokerError, ValueError) as exc:
+    except (InputError, ModelError, ConfigError, MissingJarsError, MissingTrainingStack, MissingExtraError,
+            BrokerError, ValueError) as exc:
         print(f"fink-t2: error: {exc}", file=sys.stderr)
         return 2
 

@@ -8,18 +8,24 @@ of the checkout stays invisible and the venv imports the wheel's copy.
 """
 from __future__ import annotations
 
+import email.parser
 import os
+import re
 import shutil
 import subprocess
 import sys
 import sysconfig
 import zipfile
+from importlib.metadata import packages_distributions
 from pathlib import Path
 
 import pandas as pd
 import pytest
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 from fink_t2.cli import classify_paths
+from fink_t2.tools.extras import EXTRA_MODULES
 from tests.conftest import REPO, SAMPLE_ALERTS
 
 PACKAGED = ("fink_t2/data/models/fink-t2-ztf-cq.tflite", "fink_t2/data/models/fink-t2-ztf-cq.json",
@@ -70,6 +76,31 @@ def test_wheel_carries_models_metadata_and_config_templates(wheel: Path):
     names = set(zipfile.ZipFile(wheel).namelist())
     missing = [name for name in PACKAGED if name not in names]
     assert not missing, f"not in the wheel: {missing}"
+
+
+def _requirements(wheel: Path) -> tuple[set[str], dict[str, set[str]]]:
+    """(core distribution names, extra -> distribution names) from the wheel's METADATA."""
+    with zipfile.ZipFile(wheel) as archive:
+        (name,) = [n for n in archive.namelist() if n.endswith(".dist-info/METADATA")]
+        metadata = email.parser.Parser().parsestr(archive.read(name).decode())
+    core, extras = set(), {}
+    for requirement in map(Requirement, metadata.get_all("Requires-Dist")):
+        match = re.search(r'extra == "(\w+)"', str(requirement.marker or ""))
+        (extras.setdefault(match[1], set()) if match else core).add(canonicalize_name(requirement.name))
+        if requirement.name == "pyarrow":
+            assert any(spec.operator == "<" for spec in requirement.specifier), "pyarrow needs an upper bound"
+    return core, extras
+
+
+def test_streaming_install_leaves_the_tool_dependencies_to_extras(wheel: Path):
+    core, extras = _requirements(wheel)
+    distributions = packages_distributions()
+    for extra, modules in EXTRA_MODULES.items():
+        for module in modules:
+            dist = canonicalize_name(distributions[module][0])
+            assert dist not in core, f"{dist} ({module}) is a core requirement; only [{extra}] needs it"
+            assert dist in extras[extra], f"[{extra}] lacks {dist} ({module})"
+    assert "pyarrow" in core and "pyspark" in core
 
 
 def test_installed_wheel_classifies_from_any_directory(fresh_venv: Path, tmp_path: Path):

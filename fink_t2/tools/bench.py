@@ -32,7 +32,6 @@ from fink_t2.kafka.messages import enrich_alert, score_message
 from fink_t2.science.lightcurve import build_light_curves, cut_reasons
 from fink_t2.science.model import LOAD_LOG_ENV, load_model
 from fink_t2.science.model_input import band_wavelengths, scale_input
-from fink_t2.tools.reference_path import reference_probabilities
 
 DEFAULT_ALERTS = REPO_ROOT / "data" / "alerts"
 QUICK_N, FULL_N = 2_000, 20_000
@@ -162,6 +161,8 @@ def measure_reference_gp_model(payloads: list[bytes], n_classified: int) -> tupl
     selected = np.array([i for i, r in enumerate(reasons) if r is None and batch.error[i] is None][:n_classified],
                         dtype=np.int64)
     lcs = build_light_curves(batch, selected)
+    from fink_t2.tools.reference_path import reference_probabilities  # scipy: the [bench] extra
+
     flavour = "george" if _george_available() else "scipy"
     if flavour == "george":
         rate = len(lcs) / _timed(lambda: _george_reference(lcs, model))
@@ -519,7 +520,7 @@ def add_bench_parser(subparsers) -> None:
     p.add_argument("--readme", default=None, help="rewrite the figures table between the bench markers of this file")
     p.add_argument("--require-george", action="store_true",
                    help="fail unless the reference path uses george (the deployed recipe; pip install '.[bench]')")
-    p.set_defaults(handler=run_bench_command)
+    p.set_defaults(handler=run_bench_command, extra="bench")
 
 
 def run_bench_command(args) -> int:
