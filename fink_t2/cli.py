@@ -15,7 +15,7 @@ from fink_t2.spark import cluster
 from fink_t2.kafka import broker
 from fink_t2.kafka import replay
 from fink_t2.alerts.batch import records_to_batch
-from fink_t2.config import DEFAULT_CONF, ConfigError, load_config
+from fink_t2.config import CONF_TEMPLATES, DEFAULT_CONF, ConfigError, load_config
 from fink_t2.kafka.broker import BrokerError, MissingJarsError
 from fink_t2.science.classify import OUTPUT_COLUMNS, classify, classify_batch
 from fink_t2.science.model import ModelError, load_model
@@ -127,6 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model")
     p.set_defaults(handler=cmd_plot, extra="plot")
 
+    _add_config_parser(sub)
     _add_stream_commands(sub)
     add_train_parsers(sub)
     return parser
@@ -145,6 +146,28 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     run_demo(load_config(args.conf), alerts=args.alerts)
     return 0
+
+
+def cmd_config(args: argparse.Namespace) -> int:
+    if args.action == "template":
+        print(CONF_TEMPLATES[args.target].read_text(), end="")
+        return 0
+    config = load_config(args.target)
+    print(f"{args.target}: valid; bootstrap {config.kafka.bootstrap_servers}, reads {config.input.subscribe_pattern!r}, "
+          f"writes {', '.join(config.output.topics())}")
+    return 0
+
+
+def _add_config_parser(sub) -> None:
+    p = sub.add_parser("config", help="print a config template, or check a config file",
+                       description="`config template local|cluster` prints a packaged template (start a config "
+                                   "from it); `config check FILE` validates every key and prints the problems.")
+    actions = p.add_subparsers(dest="action", required=True)
+    template = actions.add_parser("template", help="print a packaged config template")
+    template.add_argument("target", choices=sorted(CONF_TEMPLATES), metavar="NAME", help="local or cluster")
+    check = actions.add_parser("check", help="validate a TOML config (exit 2 with every problem found)")
+    check.add_argument("target", nargs="?", default=str(DEFAULT_CONF), metavar="FILE")
+    p.set_defaults(handler=cmd_config)
 
 
 def _add_stream_commands(sub) -> None:

@@ -1,17 +1,28 @@
 """Typed configuration of the streaming job, read from TOML (stdlib ``tomllib``).
 
-The dataclass defaults below are the single source of the default values; the packaged
-template ``fink_t2/conf/local.toml`` documents them. Unknown sections or keys are errors, so a
-typo cannot be silently ignored.
+Each key is declared once, in the dataclasses below: its type (the annotation), its default and
+its value rules (``key(default, *rules)``). Every section checks itself when it is built, from
+TOML or in code, and the loader reports every problem of a file at once. Unknown sections or keys
+are errors, so a typo cannot be silently ignored. The packaged template ``fink_t2/conf/local.toml``
+documents the keys.
+
+To add a key: one annotated field with ``key(default, rule, ...)`` in its section, one commented
+line in ``conf/local.toml``.
 """
 from __future__ import annotations
 
 import dataclasses
 import importlib.resources
+import json
+import re
 import tomllib
+import typing
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
+
+from fink_t2.contract import CLASS_NAMES
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -27,83 +38,249 @@ def package_file(*parts: str) -> Path:
 
 #: Config templates shipped in the package (``fink-t2 config template NAME`` prints one).
 CONF_DIR = package_file("conf")
-DEFAULT_CONF = CONF_DIR / "local.toml"
+CONF_TEMPLATES: dict[str, Path] = {"local": CONF_DIR / "local.toml", "cluster": CONF_DIR / "cluster.example.toml"}
+DEFAULT_CONF = CONF_TEMPLATES["local"]
 
 
 class ConfigError(ValueError):
-    """The configuration file is missing, malformed or has unknown keys."""
+    """The configuration is missing, malformed, or has unknown keys or invalid values."""
+
+    def __init__(self, problems: str | list[str]) -> None:
+        self.problems = [problems] if isinstance(problems, str) else list(problems)
+        super().__init__("\n  ".join(self.problems))
+
+
+# ----------------------------------------------------------------------------------- rules
+#: A value rule: the problem with a (well-typed) value, or None when it is fine.
+Rule = Callable[[Any], "str | None"]
+
+
+#: ``key(REQUIRED, ...)``: a key without default
+REQUIRED: Any = dataclasses.MISSING
+
+
+def key(default: Any, *rules: Rule) -> Any:
+    """A config key: its default (or ``REQUIRED``) and its value rules (its type is the annotation)."""
+    return field(default=default, metadata={"rules": rules})
+
+
+def at_least(low: float) -> Rule:
+    return lambda value: None if value >= low else f"must be >= {low}"
+
+
+def greater_than(low: float) -> Rule:
+    return lambda value: None if value > low else f"must be > {low}"
+
+
+def between(low: float, high: float) -> Rule:
+    return lambda value: None if low <= value <= high else f"must be between {low} and {high}"
+
+
+def one_of(*choices: str) -> Rule:
+    return lambda value: None if value in choices else f"must be one of {', '.join(map(repr, choices))}"
+
+
+def matching(pattern: str, meaning: str) -> Rule:
+    """The value (or each comma-separated part of it) must fully match ``pattern``."""
+    compiled = re.compile(pattern)
+    return lambda value: None if compiled.fullmatch(value) else f"must be {meaning}"
+
+
+def not_empty(value: Any) -> str | None:
+    return None if value else "must not be empty"
+
+
+def python_regex(value: str) -> str | None:
+    try:
+        re.compile(value)
+    except re.error as exc:
+        return f"is not a regular expression: {exc}"
+    return None
+
+
+def kafka_offsets(value: str) -> str | None:
+    """Spark's ``startingOffsets``: earliest, latest or a JSON object of per-partition offsets."""
+    if value in ("earliest", "latest"):
+        return None
+    try:
+        parsed = json.loads(value)
+    except json.JSONDecodeError:
+        parsed = None
+    return None if isinstance(parsed, dict) else "must be 'earliest', 'latest' or a JSON object of offsets"
+
+
+def bootstrap_list(value: str) -> str | None:
+    """Comma-separated ``HOST:PORT`` entries, ports 1-65535."""
+    for entry in value.split(","):
+        found = _BOOTSTRAP_ENTRY.fullmatch(entry.strip())
+        if not found or not 1 <= int(found["port"]) <= 65535:
+            return f"must be HOST:PORT[,HOST:PORT...], not {entry.strip()!r}"
+    return None
+
+
+def t2_classes(value: tuple[str, ...]) -> str | None:
+    unknown = [name for name in value if name not in CLASS_NAMES]
+    if not value:
+        return "must name at least one class"
+    return f"unknown class(es) {', '.join(map(repr, unknown))} (t2 classes: {', '.join(CLASS_NAMES)})" \
+        if unknown else None
+
+
+_BOOTSTRAP_ENTRY = re.compile(r"(?:[A-Za-z_]+://)?(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+):(?P<port>\d{1,5})")
+TOPIC_NAME = matching(r"(?!\.{1,2}$)[A-Za-z0-9._-]{1,249}", "a Kafka topic name (letters, digits, '.', '_', '-')")
+JVM_MEMORY = matching(r"(?i)\d+([kmgtp]b?|b)?", "a JVM memory size such as '4g' or '512m'")
+SPARK_MASTER = matching(r"|local(\[(\d+|\*)(,\d+)?\])?|(spark|k8s|mesos)://\S+|yarn",
+                        "'' (from spark-submit), local[N], spark://HOST:PORT, yarn or k8s://URL")
+
+
+# --------------------------------------------------------------------------------- checking
+def _type_problem(value: Any, hint: Any) -> str | None:
+    """Why ``value`` (as read from TOML) does not have type ``hint``; None when it does."""
+    if typing.get_origin(hint) is tuple:
+        item = typing.get_args(hint)[0]
+        if not isinstance(value, (list, tuple)):
+            return f"must be a list, not {_describe(value)}"
+        return next((f"item {i}: {p}" for i, v in enumerate(value) if (p := _type_problem(v, item))), None)
+    if hint is float:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    elif hint is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    else:
+        ok = isinstance(value, hint)
+    return None if ok else f"must be {_TYPE_NAMES.get(hint, getattr(hint, '__name__', str(hint)))}, " \
+                           f"not {_describe(value)}"
+
+
+_TYPE_NAMES = {str: "a string", int: "an integer", float: "a number", bool: "true or false"}
+
+
+def _describe(value: Any) -> str:
+    return f"{value!r} ({type(value).__name__})"
+
+
+def _normalised(value: Any, hint: Any) -> Any:
+    """TOML integers for float keys become floats, lists for tuple keys become tuples."""
+    if hint is float:
+        return float(value)
+    return tuple(value) if typing.get_origin(hint) is tuple else value
+
+
+class Section:
+    """Base of the config sections: at construction each key is type-checked against its
+    annotation and value-checked against its rules; all problems are raised at once."""
+
+    SECTION: ClassVar[str]
+
+    def __post_init__(self) -> None:
+        problems = []
+        hints = typing.get_type_hints(type(self))
+        for spec in dataclasses.fields(self):
+            value, hint = getattr(self, spec.name), hints[spec.name]
+            problem = _type_problem(value, hint)
+            if problem is not None:
+                problems.append(f"[{self.where()}] {spec.name}: {problem}")
+                continue
+            value = _normalised(value, hint)
+            object.__setattr__(self, spec.name, value)
+            problem = next((p for rule in spec.metadata.get("rules", ()) if (p := rule(value))), None)
+            if problem is not None:
+                problems.append(f"[{self.where()}] {spec.name} = {value!r}: {problem}")
+        problems += self.cross_checks()
+        if problems:
+            raise ConfigError(problems)
+
+    def where(self) -> str:
+        """The section name in messages."""
+        return self.SECTION
+
+    def cross_checks(self) -> list[str]:
+        """Problems involving several keys (none by default)."""
+        return []
+
+
+# --------------------------------------------------------------------------------- sections
+@dataclass(frozen=True)
+class KafkaConf(Section):
+    SECTION: ClassVar[str] = "kafka"
+    bootstrap_servers: str = key("127.0.0.1:9092", bootstrap_list)
 
 
 @dataclass(frozen=True)
-class KafkaConf:
-    bootstrap_servers: str = "127.0.0.1:9092"
-
-
-@dataclass(frozen=True)
-class InputConf:
-    subscribe_pattern: str = "ztf_.*"
-    starting_offsets: str = "earliest"
-    max_offsets_per_trigger: int = 10000
+class InputConf(Section):
+    SECTION: ClassVar[str] = "input"
+    subscribe_pattern: str = key("ztf_.*", not_empty, python_regex)
+    starting_offsets: str = key("earliest", kafka_offsets)
+    max_offsets_per_trigger: int = key(10000, at_least(1))
     fail_on_data_loss: bool = False
 
 
 @dataclass(frozen=True)
-class FilterConf:
+class FilterConf(Section):
     """An output selection: alerts with P(c) ≥ ``min_probability`` for at least one c in ``classes``."""
 
-    name: str
-    topic: str
-    classes: tuple[str, ...]
-    min_probability: float = 0.0
+    SECTION: ClassVar[str] = "output.filters"
+    name: str = key(REQUIRED, matching(r"[A-Za-z0-9_-]+", "letters, digits, '_' or '-' (it names a checkpoint)"))
+    topic: str = key(REQUIRED, TOPIC_NAME)
+    classes: tuple[str, ...] = key(REQUIRED, t2_classes)
+    min_probability: float = key(0.0, between(0.0, 1.0))
+
+    def where(self) -> str:
+        return f"output.filters {self.name!r}" if isinstance(self.name, str) else "output.filters"
 
 
 @dataclass(frozen=True)
-class OutputConf:
-    enriched_topic: str = "fink_t2_enriched_ztf"
-    scores_topic: str = "fink_t2_scores_ztf"
-    deadletter_topic: str = "fink_t2_deadletter_ztf"
-    large_messages: str = "python"  # "python": workers produce enriched/dead letters; "spark": Spark's sink
+class OutputConf(Section):
+    SECTION: ClassVar[str] = "output"
+    enriched_topic: str = key("fink_t2_enriched_ztf", TOPIC_NAME)
+    scores_topic: str = key("fink_t2_scores_ztf", TOPIC_NAME)
+    deadletter_topic: str = key("fink_t2_deadletter_ztf", TOPIC_NAME)
+    # "python": workers produce enriched/dead letters; "spark": Spark's sink
+    large_messages: str = key("python", one_of("python", "spark"))
     filters: tuple[FilterConf, ...] = ()
-    topic_partitions: int = 2  # partitions of each output topic the job creates at start-up (if absent)
-    on_broker_outage: str = "wait"  # "wait": keep retrying until the broker is back; "fail": fail the job
-    delivery_timeout_seconds: float = 120.0  # unacknowledged this long = an outage (then wait on, or fail)
+    # partitions of each output topic the job creates at start-up (if absent)
+    topic_partitions: int = key(2, at_least(1))
+    # "wait": keep retrying until the broker is back; "fail": fail the job
+    on_broker_outage: str = key("wait", one_of("wait", "fail"))
+    # unacknowledged this long = an outage (then wait on, or fail), seconds
+    delivery_timeout_seconds: float = key(120.0, at_least(1))
 
-    def __post_init__(self) -> None:
-        if self.large_messages not in ("python", "spark"):
-            raise ConfigError(f"[output] large_messages must be 'python' or 'spark', not {self.large_messages!r}")
-        _check_delivery(self)
+    def topics(self) -> list[str]:
+        """Every topic the job writes, enriched first."""
+        return [self.enriched_topic, self.scores_topic, self.deadletter_topic, *(f.topic for f in self.filters)]
 
-
-def _check_delivery(out: "OutputConf") -> None:
-    """The output keys of start-up and broker outages: types and ranges."""
-    if out.on_broker_outage not in ("wait", "fail"):
-        raise ConfigError(f"[output] on_broker_outage must be 'wait' or 'fail', not {out.on_broker_outage!r}")
-    if not isinstance(out.delivery_timeout_seconds, (int, float)) or out.delivery_timeout_seconds < 1:
-        raise ConfigError(f"[output] delivery_timeout_seconds must be a number >= 1, "
-                          f"not {out.delivery_timeout_seconds!r}")
-    if not isinstance(out.topic_partitions, int) or out.topic_partitions < 1:
-        raise ConfigError(f"[output] topic_partitions must be an integer >= 1, not {out.topic_partitions!r}")
+    def cross_checks(self) -> list[str]:
+        problems = _duplicates("output topic", self.topics())
+        return problems + _duplicates("filter name", [f.name for f in self.filters])
 
 
 @dataclass(frozen=True)
-class CheckpointConf:
-    dir: str = "run/checkpoints"
+class CheckpointConf(Section):
+    SECTION: ClassVar[str] = "checkpoint"
+    dir: str = key("run/checkpoints", not_empty)
 
 
 @dataclass(frozen=True)
-class SparkConf:
-    master: str = "local[2]"
-    driver_memory: str = "4g"
-    arrow_max_records_per_batch: int = 500
-    arrow_max_bytes_per_batch: int = 64 * 1024 * 1024  # bounds a worker's input batch of hostile 10 MiB messages
-    shuffle_partitions: int = 2
-    trigger_seconds: float = 2.0
+class SparkConf(Section):
+    SECTION: ClassVar[str] = "spark"
+    master: str = key("local[2]", SPARK_MASTER)
+    driver_memory: str = key("4g", JVM_MEMORY)
+    arrow_max_records_per_batch: int = key(500, at_least(1))
+    # bytes; bounds a worker's input batch of hostile 10 MiB messages
+    arrow_max_bytes_per_batch: int = key(64 * 1024 * 1024, at_least(1))
+    shuffle_partitions: int = key(2, at_least(1))
+    trigger_seconds: float = key(2.0, greater_than(0))
 
 
 @dataclass(frozen=True)
-class ModelConf:
-    path: str = ""
-    num_threads: int = 1
+class ModelConf(Section):
+    SECTION: ClassVar[str] = "model"
+    path: str = ""  # empty: the packaged default model
+    num_threads: int = key(1, at_least(1))
+
+
+def _duplicates(what: str, values: list[str]) -> list[str]:
+    repeated = sorted({v for v in values if values.count(v) > 1})
+    return [f"[output] {what} {v!r} is used more than once" for v in repeated]
 
 
 @dataclass(frozen=True)
@@ -115,9 +292,18 @@ class Config:
     spark: SparkConf = field(default_factory=SparkConf)
     model: ModelConf = field(default_factory=ModelConf)
 
+    def __post_init__(self) -> None:
+        pattern = re.compile(self.input.subscribe_pattern)
+        looped = [topic for topic in self.output.topics() if pattern.fullmatch(topic)]
+        if looped:  # the job would read its own output back as alerts
+            raise ConfigError(f"[input] subscribe_pattern {self.input.subscribe_pattern!r} matches output "
+                              f"topic(s) {', '.join(looped)}")
+
     def with_bootstrap(self, bootstrap: str | None) -> "Config":
         """A copy with another Kafka bootstrap (CLI override), or self when None."""
-        return self if not bootstrap else dataclasses.replace(self, kafka=KafkaConf(bootstrap))
+        if not bootstrap:
+            return self
+        return dataclasses.replace(self, kafka=dataclasses.replace(self.kafka, bootstrap_servers=bootstrap))
 
     def model_path(self) -> str | None:
         """The configured model file, or None for the default model."""
@@ -129,19 +315,60 @@ class Config:
         return path if "://" in path or Path(path).is_absolute() else str(base / path)
 
 
-def _build(cls: type, values: dict[str, Any], where: str):
-    known = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(values) - set(known))
+# ---------------------------------------------------------------------------------- loading
+_SECTIONS: dict[str, type[Section]] = {"kafka": KafkaConf, "input": InputConf, "output": OutputConf,
+                                       "checkpoint": CheckpointConf, "spark": SparkConf, "model": ModelConf}
+
+
+def _build(cls: type[Section], values: Any, problems: list[str], where: str) -> Any:
+    """``cls(**values)``, or None with the problems appended (unknown keys, types, values)."""
+    if not isinstance(values, dict):
+        problems.append(f"[{where}] must be a table, not {_describe(values)}")
+        return None
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - known)
     if unknown:
-        raise ConfigError(f"unknown key(s) in [{where}]: {', '.join(unknown)}")
+        problems.append(f"[{where}] unknown key(s): {', '.join(unknown)} (known: {', '.join(sorted(known))})")
+        return None
+    missing = [f.name for f in dataclasses.fields(cls) if f.name not in values
+               and f.default is REQUIRED and f.default_factory is dataclasses.MISSING]
+    if missing:
+        problems.append(f"[{where}] missing key(s): {', '.join(missing)}")
+        return None
     try:
         return cls(**values)
-    except TypeError as exc:
-        raise ConfigError(f"[{where}]: {exc}") from exc
+    except ConfigError as exc:
+        problems.extend(exc.problems)
+        return None
+
+
+def _build_output(values: Any, problems: list[str]) -> OutputConf | None:
+    if not isinstance(values, dict):
+        return _build(OutputConf, values, problems, "output")
+    raw_filters = values.get("filters", [])
+    if not isinstance(raw_filters, list):
+        problems.append("[output] filters must be [[output.filters]] tables")
+        return None
+    filters = [_build(FilterConf, f, problems, f"output.filters #{i + 1}") for i, f in enumerate(raw_filters)]
+    output = _build(OutputConf, values | {"filters": tuple(f for f in filters if f is not None)}, problems, "output")
+    return output if None not in filters else None
+
+
+def parse_config(raw: dict[str, Any]) -> Config:
+    """A ``Config`` from parsed TOML; every problem found is in the one ``ConfigError`` raised."""
+    problems: list[str] = []
+    unknown = sorted(set(raw) - set(_SECTIONS))
+    if unknown:
+        problems.append(f"unknown section(s): {', '.join(unknown)} (known: {', '.join(_SECTIONS)})")
+    sections = {name: (_build_output(raw.get(name, {}), problems) if name == "output" else
+                       _build(cls, raw.get(name, {}), problems, name)) for name, cls in _SECTIONS.items()}
+    if problems:
+        raise ConfigError(problems)
+    return Config(**sections)
 
 
 def load_config(path: str | Path | None = None) -> Config:
-    """Read a TOML config; missing keys take the defaults of the dataclasses above."""
+    """Read a TOML config; missing keys take the defaults declared above."""
     path = Path(path) if path else DEFAULT_CONF
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
@@ -149,20 +376,7 @@ def load_config(path: str | Path | None = None) -> Config:
         raw = tomllib.loads(path.read_text())
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: {exc}") from exc
-    sections = {f.name: f for f in dataclasses.fields(Config)}
-    unknown = sorted(set(raw) - set(sections))
-    if unknown:
-        raise ConfigError(f"{path}: unknown section(s): {', '.join(unknown)}")
-    output = dict(raw.get("output", {}))
-    filters = tuple(
-        _build(FilterConf, f | {"classes": tuple(f.get("classes", ()))}, "output.filters")
-        for f in output.pop("filters", [])
-    )
-    return Config(
-        kafka=_build(KafkaConf, raw.get("kafka", {}), "kafka"),
-        input=_build(InputConf, raw.get("input", {}), "input"),
-        output=_build(OutputConf, output | {"filters": filters}, "output"),
-        checkpoint=_build(CheckpointConf, raw.get("checkpoint", {}), "checkpoint"),
-        spark=_build(SparkConf, raw.get("spark", {}), "spark"),
-        model=_build(ModelConf, raw.get("model", {}), "model"),
-    )
+    try:
+        return parse_config(raw)
+    except ConfigError as exc:
+        raise ConfigError([f"{path}: {len(exc.problems)} problem(s):", *exc.problems]) from None

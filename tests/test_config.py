@@ -1,35 +1,142 @@
-"""Config keys of the stream's start-up and broker outages: defaults, types, ranges."""
+"""Config: every key is type- and value-checked, with a message naming the key; the packaged
+templates load; a bad file fails before any Spark or Kafka work, listing all its problems."""
 from __future__ import annotations
+
+import dataclasses
+import subprocess
+import sys
 
 import pytest
 
-from fink_t2.config import DEFAULT_CONF, ConfigError, load_config
+from fink_t2.cli import main
+from fink_t2.config import (CONF_TEMPLATES, DEFAULT_CONF, Config, ConfigError, KafkaConf, OutputConf, SparkConf,
+                            load_config, parse_config)
+from tests.conftest import REPO
+
+SNIA_FILTER = {"name": "snia", "topic": "snia_out", "classes": ["SNIa"], "min_probability": 0.5}
 
 
-def write(tmp_path, output: str):
-    conf = tmp_path / "job.toml"
-    conf.write_text(f"[output]\n{output}\n")
-    return conf
+def _problems(raw: dict) -> list[str]:
+    with pytest.raises(ConfigError) as caught:
+        parse_config(raw)
+    return caught.value.problems
 
 
-def test_defaults_are_wait_and_120_s_and_the_shipped_conf_says_the_same(tmp_path):
-    out = load_config(write(tmp_path, "")).output
-    assert (out.on_broker_outage, out.delivery_timeout_seconds, out.topic_partitions) == ("wait", 120.0, 2)
-    shipped = load_config(DEFAULT_CONF).output
-    assert (shipped.on_broker_outage, shipped.delivery_timeout_seconds, shipped.topic_partitions) == ("wait", 120.0, 2)
+def test_packaged_templates_load_and_local_documents_the_defaults():
+    local = load_config(DEFAULT_CONF)
+    defaults = Config()
+    for section in ("kafka", "input", "checkpoint", "spark", "model"):
+        assert getattr(local, section) == getattr(defaults, section), section
+    assert dataclasses.replace(local.output, filters=()) == defaults.output
+    cluster = load_config(CONF_TEMPLATES["cluster"])
+    assert [f.classes for f in cluster.output.filters] == [("SNIa",), ("SLSN-I", "TDE")]
 
 
-@pytest.mark.parametrize("line, message", [
-    ('on_broker_outage = "retry"', "on_broker_outage must be 'wait' or 'fail'"),
-    ("delivery_timeout_seconds = 0.5", "delivery_timeout_seconds must be a number >= 1"),
-    ('delivery_timeout_seconds = "5"', "delivery_timeout_seconds must be a number >= 1"),
-    ("topic_partitions = 0", "topic_partitions must be an integer >= 1"),
+@pytest.mark.parametrize(("raw", "expected"), [
+    # the cases of the issue
+    ({"input": {"max_offsets_per_trigger": "ten"}}, "[input] max_offsets_per_trigger: must be an integer, not 'ten'"),
+    ({"output": {"filters": [SNIA_FILTER | {"min_probability": 5}]}},
+     "[output.filters 'snia'] min_probability = 5.0: must be between 0.0 and 1.0"),
+    ({"output": {"filters": [SNIA_FILTER | {"classes": ["SNIA"]}]}},
+     "[output.filters 'snia'] classes = ('SNIA',): unknown class(es) 'SNIA' (t2 classes: mu-Lens-Single"),
+    # types
+    ({"input": {"fail_on_data_loss": "no"}}, "[input] fail_on_data_loss: must be true or false, not 'no'"),
+    ({"spark": {"shuffle_partitions": True}}, "[spark] shuffle_partitions: must be an integer, not True"),
+    ({"spark": {"trigger_seconds": "2"}}, "[spark] trigger_seconds: must be a number, not '2'"),
+    ({"output": {"filters": [SNIA_FILTER | {"classes": "SNIa"}]}}, "classes: must be a list, not 'SNIa'"),
+    ({"kafka": {"bootstrap_servers": 9092}}, "[kafka] bootstrap_servers: must be a string, not 9092"),
+    # values
+    ({"kafka": {"bootstrap_servers": "localhost"}}, "must be HOST:PORT[,HOST:PORT...], not 'localhost'"),
+    ({"kafka": {"bootstrap_servers": "a:9092,b:99999"}}, "not 'b:99999'"),
+    ({"input": {"subscribe_pattern": "ztf_(["}}, "[input] subscribe_pattern = 'ztf_([': is not a regular expression"),
+    ({"input": {"starting_offsets": "first"}}, "must be 'earliest', 'latest' or a JSON object of offsets"),
+    ({"input": {"max_offsets_per_trigger": 0}}, "[input] max_offsets_per_trigger = 0: must be >= 1"),
+    ({"output": {"scores_topic": "scores topic"}}, "[output] scores_topic = 'scores topic': must be a Kafka topic"),
+    ({"output": {"large_messages": "java"}}, "must be one of 'python', 'spark'"),
+    ({"output": {"filters": [SNIA_FILTER | {"classes": []}]}}, "classes = (): must name at least one class"),
+    ({"output": {"filters": [SNIA_FILTER | {"name": "a/b"}]}}, "(it names a checkpoint)"),
+    ({"output": {"filters": [{"name": "x", "classes": ["SNIa"]}]}}, "[output.filters #1] missing key(s): topic"),
+    ({"output": {"filters": [SNIA_FILTER, SNIA_FILTER | {"topic": "other"}]}}, "filter name 'snia' is used more"),
+    ({"output": {"filters": [SNIA_FILTER | {"topic": "fink_t2_scores_ztf"}]}}, "output topic 'fink_t2_scores_ztf'"),
+    ({"checkpoint": {"dir": ""}}, "[checkpoint] dir = '': must not be empty"),
+    ({"spark": {"master": "local[two]"}}, "[spark] master = 'local[two]': must be ''"),
+    ({"spark": {"driver_memory": "lots"}}, "must be a JVM memory size"),
+    ({"spark": {"trigger_seconds": 0}}, "[spark] trigger_seconds = 0.0: must be > 0"),
+    ({"model": {"num_threads": 0}}, "[model] num_threads = 0: must be >= 1"),
+    # the stream's start-up and broker-outage keys
+    ({"output": {"on_broker_outage": "retry"}}, "[output] on_broker_outage = 'retry': must be one of 'wait', 'fail'"),
+    ({"output": {"delivery_timeout_seconds": 0.5}}, "[output] delivery_timeout_seconds = 0.5: must be >= 1"),
+    ({"output": {"delivery_timeout_seconds": "5"}}, "[output] delivery_timeout_seconds: must be a number, not '5'"),
+    ({"output": {"topic_partitions": 0}}, "[output] topic_partitions = 0: must be >= 1"),
+    ({"spark": {"arrow_max_bytes_per_batch": 0}}, "[spark] arrow_max_bytes_per_batch = 0: must be >= 1"),
+    # structure
+    ({"sparks": {}}, "unknown section(s): sparks"),
+    ({"spark": {"triger_seconds": 1.0}}, "[spark] unknown key(s): triger_seconds"),
+    ({"spark": 4}, "[spark] must be a table"),
 ])
-def test_bad_values_are_clear_errors(tmp_path, line, message):
-    with pytest.raises(ConfigError, match=message):
-        load_config(write(tmp_path, line))
+def test_each_bad_value_is_named_with_its_key(raw, expected):
+    problems = _problems(raw)
+    assert len(problems) == 1 and expected in problems[0], problems
 
 
-def test_fail_with_a_short_timeout_loads(tmp_path):
-    out = load_config(write(tmp_path, 'on_broker_outage = "fail"\ndelivery_timeout_seconds = 5')).output
-    assert (out.on_broker_outage, out.delivery_timeout_seconds) == ("fail", 5)
+def test_every_problem_of_a_file_is_reported_at_once(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[input]\nmax_offsets_per_trigger = "ten"\n[spark]\ntrigger_seconds = -1\n'
+                   '[[output.filters]]\nname = "snia"\ntopic = "t"\nclasses = ["SNIA"]\nmin_probability = 5\n')
+    with pytest.raises(ConfigError) as caught:
+        load_config(bad)
+    text = str(caught.value)
+    assert text.startswith(f"{bad}: 4 problem(s):")
+    for key in ("max_offsets_per_trigger", "trigger_seconds", "classes", "min_probability"):
+        assert key in text
+
+
+def test_numbers_and_lists_are_normalised():
+    config = parse_config({"spark": {"trigger_seconds": 3}, "output": {"filters": [SNIA_FILTER]}})
+    assert config.spark.trigger_seconds == 3.0 and isinstance(config.spark.trigger_seconds, float)
+    assert config.output.filters[0].classes == ("SNIa",)
+
+
+def test_a_pattern_that_reads_the_jobs_own_output_is_refused():
+    with pytest.raises(ConfigError, match="subscribe_pattern 'fink_t2_.*' matches output topic"):
+        parse_config({"input": {"subscribe_pattern": "fink_t2_.*"}})
+
+
+def test_sections_built_in_code_are_checked_too():
+    with pytest.raises(ConfigError, match=r"\[spark\] trigger_seconds = -1.0: must be > 0"):
+        dataclasses.replace(SparkConf(), trigger_seconds=-1)
+    with pytest.raises(ConfigError, match="bootstrap_servers"):
+        Config().with_bootstrap("no-port")
+    assert Config().with_bootstrap("127.0.0.1:19092").kafka == KafkaConf("127.0.0.1:19092")
+    assert OutputConf().topics()[0] == "fink_t2_enriched_ztf"
+
+
+def test_stream_with_a_bad_config_exits_2_before_starting_spark(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[model]\nnum_threads = 0\n")
+    done = subprocess.run([sys.executable, "-m", "fink_t2.cli", "stream", "--conf", str(bad)], cwd=REPO,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    assert "[model] num_threads = 0: must be >= 1" in done.stderr
+    assert "pyspark" not in done.stderr and "SparkSession" not in done.stderr
+
+
+def test_config_commands_print_a_template_and_check_a_file(tmp_path, capsys):
+    assert main(["config", "template", "cluster"]) == 0
+    assert capsys.readouterr().out == CONF_TEMPLATES["cluster"].read_text()
+    assert main(["config", "check", str(CONF_TEMPLATES["cluster"])]) == 0
+    assert "valid" in capsys.readouterr().out
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[kafka]\nbootstrap_servers = 'nowhere'\n")
+    assert main(["config", "check", str(bad)]) == 2
+    assert "[kafka] bootstrap_servers = 'nowhere'" in capsys.readouterr().err
+
+
+def test_outage_defaults_are_wait_and_120_s_and_the_shipped_conf_says_the_same():
+    for out in (Config().output, load_config(DEFAULT_CONF).output):
+        assert (out.on_broker_outage, out.delivery_timeout_seconds, out.topic_partitions) == ("wait", 120.0, 2)
+
+
+def test_fail_with_a_short_timeout_loads():
+    out = parse_config({"output": {"on_broker_outage": "fail", "delivery_timeout_seconds": 5}}).output
+    assert (out.on_broker_outage, out.delivery_timeout_seconds) == ("fail", 5.0)
