@@ -198,7 +198,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             require_extra(args.extra, f"`fink-t2 {args.command}`")
         return int(args.handler(args) or 0)
     except (InputError, ModelError, ConfigError, MissingJarsError, MissingTrainingStack, MissingExtraError,
-            BrokerError, ValueError) as exc:
+            cluster.ClusterError, BrokerError, ValueError) as exc:
         print(f"fink-t2: error: {exc}", file=sys.stderr)
         return 2
 
