@@ -144,7 +144,7 @@ def cmd_stream(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from fink_t2.tools.demo import run_demo
 
-    run_demo(load_config(args.conf), alerts=args.alerts)
+    run_demo(load_config(args.conf), alerts=args.alerts, allow_remote_broker=args.allow_remote_broker)
     return 0
 
 
@@ -181,6 +181,8 @@ def _add_stream_commands(sub) -> None:
     p = sub.add_parser("demo", help="broker + replay of the sample alerts + stream --once + summary")
     p.add_argument("--conf", default=str(DEFAULT_CONF))
     p.add_argument("--alerts", nargs="+", help="replay these alert files/folders instead of data/alerts")
+    p.add_argument("--allow-remote-broker", action="store_true",
+                   help="run even if [kafka] bootstrap_servers is not on loopback (the demo deletes its topics there)")
     p.set_defaults(handler=cmd_demo, extra="plot")
 
     broker.add_kafka_parser(sub)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import ipaddress
 import logging
 import os
 import signal
@@ -189,6 +190,21 @@ def _parse_bootstrap(bootstrap: str) -> tuple[str, int]:
     if not sep or not port.isdigit():
         raise ValueError(f"bootstrap must be HOST:PORT, got {bootstrap!r}")
     return host, int(port)
+
+
+def is_loopback_bootstrap(bootstrap: str) -> bool:
+    """True if every ``[PROTO://]HOST:PORT`` of a bootstrap list is on this machine's loopback
+    (``localhost``, 127.0.0.0/8, ``[::1]``). Host names other than localhost count as remote."""
+    for entry in bootstrap.split(","):
+        host = entry.strip().split("://", 1)[-1].rpartition(":")[0].strip("[]")
+        if host == "localhost":
+            continue
+        try:
+            if not ipaddress.ip_address(host).is_loopback:
+                return False
+        except ValueError:  # a host name: it may resolve anywhere
+            return False
+    return True
 
 
 def _new_cluster_id() -> str:

@@ -1,12 +1,16 @@
 """``make demo``: the real Kafka → Spark → Kafka job on the shipped sample alerts.
 
-Starts the local broker (unless one already answers), resets the demo topics and
-checkpoints, replays ``data/alerts`` into a ZTF-like topic, runs the streaming job with
-the availableNow trigger, reads the output topics back, prints a summary table and writes
-a PNG summary. Stops the broker it started.
+Starts the local broker (unless one already answers), resets the demo topics and its own
+checkpoints (``run/demo/checkpoints``, never the configured ones), replays ``data/alerts`` into a
+ZTF-like topic, runs the streaming job with the availableNow trigger, reads the output topics
+back, prints a summary table and writes a PNG summary. Stops the broker it started.
+
+Resetting deletes topics, so the demo refuses a broker that is not on loopback unless
+``allow_remote_broker`` (``fink-t2 demo --allow-remote-broker``).
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 import time
@@ -23,6 +27,11 @@ from fink_t2.kafka.topics import read_topic
 SAMPLE_ALERTS = REPO_ROOT / "data" / "alerts"
 DEMO_TOPIC = "ztf_sample_programid1"
 DEFAULT_SUMMARY_PNG = REPO_ROOT / "out" / "demo_summary.png"
+DEMO_CHECKPOINTS = REPO_ROOT / "run" / "demo" / "checkpoints"
+
+
+class RemoteBrokerRefused(ValueError):
+    """The demo would delete topics on a broker that is not on this machine's loopback."""
 
 
 @dataclass
@@ -49,10 +58,19 @@ class StreamSummary:
         return "\n".join(lines)
 
 
+def demo_config(config: Config, allow_remote_broker: bool = False) -> Config:
+    """``config`` with the demo's own checkpoint folder; refuses a non-loopback broker unless allowed."""
+    bootstrap = config.kafka.bootstrap_servers
+    if not allow_remote_broker and not broker.is_loopback_bootstrap(bootstrap):
+        raise RemoteBrokerRefused(f"the demo deletes and recreates its topics; {bootstrap} is not on loopback: "
+                                  f"use a local broker, or pass --allow-remote-broker if that is intended")
+    return dataclasses.replace(config, checkpoint=dataclasses.replace(config.checkpoint, dir=str(DEMO_CHECKPOINTS)))
+
+
 def reset_demo_state(config: Config, input_topic: str) -> None:
-    """Delete the demo's input/output topics and the checkpoints: each demo run starts clean."""
+    """Delete the demo's input/output topics and its checkpoints: each demo run starts clean."""
     broker.delete_topics(config.kafka.bootstrap_servers, [input_topic, *stream.output_topics(config)])
-    shutil.rmtree(config.checkpoint_dir(), ignore_errors=True)
+    shutil.rmtree(DEMO_CHECKPOINTS, ignore_errors=True)
 
 
 def summarize(config: Config, alerts_in: int, seconds: float, stats: stream.RunStats) -> StreamSummary:
@@ -101,13 +119,22 @@ def _label_bars(ax, values: list[int]) -> None:
     ax.margins(x=0.12)
 
 
-def run_demo(config: Config, alerts: list[Path] | None = None, png: Path = DEFAULT_SUMMARY_PNG) -> StreamSummary:
+def _ensure_broker(bootstrap: str) -> bool:
+    """Start the local broker unless one answers at ``bootstrap``; True if this call started it."""
+    if broker.status(bootstrap):
+        return False
+    if not broker.is_loopback_bootstrap(bootstrap):
+        raise broker.BrokerError(f"no Kafka broker answers at {bootstrap} (a local one starts only on loopback)")
+    broker.up(port=int(bootstrap.rsplit(":", 1)[1]))
+    return True
+
+
+def run_demo(config: Config, alerts: list[Path] | None = None, png: Path = DEFAULT_SUMMARY_PNG,
+             allow_remote_broker: bool = False) -> StreamSummary:
     """The whole demo; returns the summary (also printed)."""
+    config = demo_config(config, allow_remote_broker)
     bootstrap = config.kafka.bootstrap_servers
-    started_broker = not broker.status(bootstrap)
-    if started_broker:
-        port = int(bootstrap.rsplit(":", 1)[1])
-        broker.up(port=port)
+    started_broker = _ensure_broker(bootstrap)
     try:
         reset_demo_state(config, DEMO_TOPIC)
         broker.create_topic(bootstrap, DEMO_TOPIC, partitions=2)

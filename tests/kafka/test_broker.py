@@ -118,3 +118,13 @@ def test_cli_status_exit_codes(kafka_broker: str, capsys: pytest.CaptureFixture[
 def test_cli_up_refuses_non_loopback_host(tmp_path: Path) -> None:
     args = _kafka_args("up", "--bootstrap", "10.0.0.1:9092", "--run-dir", str(tmp_path))
     assert broker.run_kafka(args) == 2
+
+
+@pytest.mark.parametrize(("bootstrap", "loopback"), [
+    ("127.0.0.1:9092", True), ("localhost:9092", True), ("127.0.0.2:1", True), ("[::1]:9092", True),
+    ("PLAINTEXT://127.0.0.1:9092", True), ("127.0.0.1:9092, localhost:9093", True),
+    ("10.0.0.1:9092", False), ("kafka:9092", False), ("127.0.0.1:9092,192.168.1.2:9092", False),
+    ("[2001:db8::1]:9092", False),
+])
+def test_is_loopback_bootstrap(bootstrap: str, loopback: bool) -> None:
+    assert broker.is_loopback_bootstrap(bootstrap) is loopback
