@@ -19,7 +19,7 @@ from fink_t2.config import CONF_TEMPLATES, DEFAULT_CONF, ConfigError, load_confi
 from fink_t2.kafka.broker import BrokerError, MissingJarsError
 from fink_t2.science.classify import OUTPUT_COLUMNS, classify, classify_batch
 from fink_t2.science.model import ModelError, load_model
-from fink_t2.alerts.sources import AlertInput, InputError, iter_alert_inputs
+from fink_t2.alerts.sources import ARCHIVE_INCOMPLETE, AlertInput, InputError, iter_alert_inputs
 from fink_t2.tools.extras import MissingExtraError, require_extra
 from fink_t2.train.cli import add_train_parsers
 from fink_t2.train.tf_setup import MissingTrainingStack
@@ -45,7 +45,8 @@ def classify_paths(paths: Sequence[str], model_path: str | None = None) -> pd.Da
         if chunk[0].payload is not None:
             out = classify([item.payload for item in chunk], model)
         else:
-            out = classify_batch(records_to_batch([item.record for item in chunk]), model)
+            out = classify_batch(records_to_batch([item.record for item in chunk], [item.error for item in chunk]),
+                                 model)
         out["source"] = [item.source for item in chunk]
         frames.append(out)
         chunk.clear()
@@ -92,13 +93,18 @@ def write_results(results: pd.DataFrame, out: Path) -> None:
 
 
 def cmd_classify(args: argparse.Namespace) -> int:
+    """Classify, write, summarise; exit 1 when an input was incomplete (alerts are missing)."""
     start = time.perf_counter()
     results = classify_paths(args.paths, args.model)
     seconds = time.perf_counter() - start
     if args.out:
         write_results(results, Path(args.out))
     print(summary_table(results, seconds))
-    return 0
+    incomplete = results.loc[results["t2_status"].str.startswith(f"error:{ARCHIVE_INCOMPLETE}"), "t2_status"]
+    for status in incomplete:
+        print(f"fink-t2: error: incomplete input, the alerts above are those it held: {status[len('error:'):]}",
+              file=sys.stderr)
+    return 1 if len(incomplete) else 0
 
 
 def cmd_plot(args: argparse.Namespace) -> int:
@@ -153,8 +159,8 @@ def cmd_config(args: argparse.Namespace) -> int:
         print(CONF_TEMPLATES[args.target].read_text(), end="")
         return 0
     config = load_config(args.target)
-    print(f"{args.target}: valid; bootstrap {config.kafka.bootstrap_servers}, reads {config.input.subscribe_pattern!r}, "
-          f"writes {', '.join(config.output.topics())}")
+    print(f"{args.target}: valid; bootstrap {config.kafka.bootstrap_servers}, "
+          f"reads {config.input.subscribe_pattern!r}, writes {', '.join(config.output.topics())}")
     return 0
 
 

@@ -28,6 +28,32 @@ def sample_payloads() -> list[bytes]:
 
 pytest_plugins = ["tests.conftest_kafka"]
 
+#: ten real single-alert files, the members of the test archives
+ARCHIVE_MEMBERS = sorted((SAMPLE_ALERTS / "fink-alert-simulator_datasim_20181129").glob("*.avro"))[:10]
+
+
+def truncated_archive(folder: Path, keep: float = 0.5, files: list[Path] = ARCHIVE_MEMBERS) -> tuple[Path, list[Path]]:
+    """A ``.tar.gz`` of ``files`` cut to the first ``keep`` fraction of its bytes (an interrupted
+    download), and the files whose member lies wholly in what the cut archive still decompresses to
+    (found with zlib on the raw bytes, independently of the code under test)."""
+    import gzip
+    import io
+    import tarfile
+    import zlib
+
+    tar_bytes = io.BytesIO()
+    with tarfile.open(fileobj=tar_bytes, mode="w") as tar:
+        for f in files:
+            tar.add(f, arcname=f"ztf_public_night/{f.name}")
+    compressed = gzip.compress(tar_bytes.getvalue())
+    cut = compressed[: int(len(compressed) * keep)]
+    readable_bytes = len(zlib.decompressobj(wbits=31).decompress(cut))
+    with tarfile.open(fileobj=io.BytesIO(tar_bytes.getvalue())) as tar:
+        ends = {Path(m.name).name: m.offset_data + m.size for m in tar.getmembers()}
+    path = folder / f"night-cut-{keep}.tar.gz"
+    path.write_bytes(cut)
+    return path, [f for f in files if ends[f.name] <= readable_bytes]
+
 
 def real_alert_light_curves(min_points_per_band: int = 0):
     """Light curves of the ../shared ZTF alerts that have usable g+r photometry, whatever the

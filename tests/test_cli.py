@@ -84,3 +84,18 @@ def test_stream_refuses_a_bad_model_at_start_up(tmp_path, capsys):
     conf.write_text(f'[kafka]\nbootstrap_servers = "127.0.0.1:{free_loopback_port()}"\n[model]\npath = "{model}"\n')
     assert main(["stream", "--conf", str(conf), "--once"]) == 2
     assert "is unusable: The model is not a valid Flatbuffer buffer" in capsys.readouterr().err
+
+
+def test_truncated_archive_classifies_what_it_holds_reports_and_exits_1(tmp_path, capsys):
+    """Was: a raw tarfile.ReadError and no output at all."""
+    from tests.conftest import ARCHIVE_MEMBERS, truncated_archive
+
+    archive, readable = truncated_archive(tmp_path, keep=0.6)
+    out = tmp_path / "r.parquet"
+    assert main(["classify", str(archive), str(ARCHIVE_MEMBERS[-1]), "--out", str(out)]) == 1
+    results = pd.read_parquet(out)
+    candids = [int(f.stem) for f in [*readable, ARCHIVE_MEMBERS[-1]]]
+    assert results["candid"].dropna().tolist() == candids  # the file after the archive is classified too
+    (error,) = results.loc[results["candid"].isna(), "t2_status"]
+    assert error.startswith(f"error:archive_incomplete: {archive}: truncated or corrupt after {len(readable)} ")
+    assert "incomplete input" in capsys.readouterr().err

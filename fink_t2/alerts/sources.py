@@ -1,14 +1,19 @@
 """Input files: find alert files and read their records (Avro, Fink Parquet, .tar.gz).
 
 Used by the CLI and the replay tool. Nightly ZTF archives are ``.tar.gz`` files of
-``.avro`` packets; they are streamed member by member, never extracted to disk.
+``.avro`` packets; they are streamed member by member, never extracted to disk. A truncated
+or corrupt archive (an interrupted download) gives its readable members, then an
+:class:`IncompleteArchiveError`; the walkers below turn it into an error item (classify) or a
+listed problem (replay) and go on with the next file.
 """
 from __future__ import annotations
 
+import gzip
 import io
 import itertools
 import logging
 import tarfile
+import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,10 +31,17 @@ _SYNC_MARKER_BYTES = 16
 AVRO_SUFFIXES = (".avro",)
 PARQUET_SUFFIXES = (".parquet",)
 ARCHIVE_SUFFIXES = (".tar.gz", ".tgz")
+#: Error reason of an archive that ended early or is corrupt (``error:archive_incomplete: ...``).
+ARCHIVE_INCOMPLETE = "archive_incomplete"
+_DRAIN_CHUNK_BYTES = 1 << 20
 
 
 class InputError(OSError):
     """An input path does not exist or holds no alert file."""
+
+
+class IncompleteArchiveError(InputError):
+    """A ``.tar.gz`` archive is truncated or corrupt; the members before the damage were read."""
 
 
 @dataclass(frozen=True)
@@ -70,22 +82,52 @@ def iter_input_files(paths: Iterable[str | Path]) -> Iterator[Path]:
 
 
 def iter_archive_members(path: Path) -> Iterator[tuple[str, bytes]]:
-    """(member name, bytes) of each ``.avro`` member of a tar.gz archive, streamed."""
-    with tarfile.open(path, mode="r|gz") as archive:
-        for member in archive:
-            if member.isfile() and member.name.lower().endswith(AVRO_SUFFIXES):
-                handle = archive.extractfile(member)
-                if handle is not None:
-                    yield f"{path}!{member.name}", handle.read()
+    """(member name, bytes) of each ``.avro`` member of a tar.gz archive, streamed.
+
+    The gzip stream is read to its end, so that its length and CRC are checked even when the tar
+    end marker comes first. Damage raises :class:`IncompleteArchiveError` after the good members.
+    """
+    count = 0
+    try:
+        # reads of one tar block: a truncation costs only the incomplete block (GzipFile drops the
+        # data of a read that reaches the end of a truncated stream)
+        with gzip.open(path, "rb") as stream, \
+                tarfile.open(fileobj=stream, mode="r|", bufsize=tarfile.BLOCKSIZE) as archive:
+            for member in archive:
+                if member.isfile() and member.name.lower().endswith(AVRO_SUFFIXES):
+                    handle = archive.extractfile(member)
+                    if handle is not None:
+                        data = handle.read()
+                        count += 1
+                        yield f"{path}!{member.name}", data
+            while stream.read(_DRAIN_CHUNK_BYTES):  # tar padding up to the gzip trailer
+                pass
+    except (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile) as exc:
+        raise IncompleteArchiveError(f"{path}: truncated or corrupt after {count} .avro member(s) "
+                                     f"({type(exc).__name__}: {exc})") from exc
 
 
-def iter_avro_payloads(paths: Iterable[str | Path]) -> Iterator[tuple[str, bytes]]:
+def iter_avro_payloads(paths: Iterable[str | Path], problems: list[str] | None = None
+                       ) -> Iterator[tuple[str, bytes]]:
     """(source, bytes) of every ``.avro`` file and ``.avro`` archive member under ``paths``.
 
-    Parquet files hold no Avro packets: they are skipped with a warning.
+    Parquet files hold decoded alerts, not Avro packets: one named in ``paths`` raises
+    :class:`InputError` (before anything is yielded); those found in folders are skipped with a
+    warning. An incomplete archive raises :class:`IncompleteArchiveError` after its readable
+    members, or, when a ``problems`` list is given, is appended to it and the walk goes on.
     """
+    paths = list(paths)
+    named_parquet = [str(p) for p in paths if Path(p).is_file() and _kind(Path(p)) == "parquet"]
+    if named_parquet:
+        raise InputError(f"Parquet holds decoded alerts, not the Avro packets sent to Kafka: "
+                         f"{', '.join(named_parquet)} (give .avro files or .tar.gz archives)")
     for path in iter_input_files(paths):
-        yield from _avro_payloads_of(path)
+        try:
+            yield from _avro_payloads_of(path)
+        except IncompleteArchiveError as exc:
+            if problems is None:
+                raise
+            problems.append(str(exc))
 
 
 def _avro_payloads_of(path: Path) -> Iterator[tuple[str, bytes]]:
@@ -108,24 +150,38 @@ def _avro_records(source: str, payload: bytes) -> Iterator[SourceRecord]:
         yield SourceRecord(source, record, None)
 
 
-def _records_and_payloads(paths: Iterable[str | Path]) -> Iterator[tuple[str, dict | None, bytes | None]]:
-    """(source, Parquet record, None) or (source, None, Avro file/member bytes), in input order."""
+@dataclass(frozen=True)
+class AlertInput:
+    """One alert to classify: a single-alert Avro message, a record read from Parquet, or the
+    ``error`` of an input that could not be read (e.g. the rest of an incomplete archive)."""
+
+    source: str
+    payload: bytes | None
+    record: dict | None
+    error: str | None = None
+
+
+def _walk(paths: Iterable[str | Path]) -> Iterator[AlertInput]:
+    """Parquet records, Avro file/member bytes and one error item per incomplete archive, in order."""
     for path in iter_input_files(paths):
         if _kind(path) == "parquet":
             for record in read_parquet_records(str(path)):
-                yield str(path), record, None
-        else:
+                yield AlertInput(str(path), None, record)
+            continue
+        try:
             for source, payload in _avro_payloads_of(path):
-                yield source, None, payload
+                yield AlertInput(source, payload, None)
+        except IncompleteArchiveError as exc:
+            yield AlertInput(str(path), None, None, f"{ARCHIVE_INCOMPLETE}: {exc}")
 
 
 def iter_records(paths: Iterable[str | Path]) -> Iterator[SourceRecord]:
-    """Every alert record under ``paths``; an unreadable file yields one error record."""
-    for source, record, payload in _records_and_payloads(paths):
-        if record is not None:
-            yield SourceRecord(source, record, None)
+    """Every alert record under ``paths``; an unreadable file or archive yields one error record."""
+    for item in _walk(paths):
+        if item.payload is None:
+            yield SourceRecord(item.source, item.record, item.error)
         else:
-            yield from _avro_records(source, payload)
+            yield from _avro_records(item.source, item.payload)
 
 
 @dataclass(frozen=True)
@@ -191,36 +247,28 @@ def split_avro_container(data: bytes, source: str = "<bytes>") -> Iterator[Alert
                            _encode_single_record(schema, record, sync_marker, metadata))
 
 
-def iter_alert_messages(paths: Iterable[Path | str]) -> Iterator[AlertMessage]:
+def iter_alert_messages(paths: Iterable[Path | str], problems: list[str] | None = None) -> Iterator[AlertMessage]:
     """Keyed messages (one alert each) of ``.avro`` files, folders and ``.tar.gz`` archives, in order.
 
-    Raises :class:`InputError` for a missing path or a file of another kind.
+    Raises :class:`InputError` for a missing path or a file of another kind; incomplete archives
+    as :func:`iter_avro_payloads` (into ``problems`` when given).
     """
-    for source, data in iter_avro_payloads(paths):
+    for source, data in iter_avro_payloads(paths, problems):
         yield from split_avro_container(data, source)
-
-
-@dataclass(frozen=True)
-class AlertInput:
-    """One alert to classify: a single-alert Avro message, or a record read from Parquet."""
-
-    source: str
-    payload: bytes | None
-    record: dict | None
 
 
 def iter_alert_inputs(paths: Iterable[str | Path]) -> Iterator[AlertInput]:
     """Every alert under ``paths``: Avro as single-alert messages (the stream's input form), Parquet
-    as records. An Avro file that cannot even be split is passed on whole, so that ``classify``
-    reports it as one error row with its reason.
+    as records, incomplete archives as error items. An Avro file that cannot even be split is passed
+    on whole, so that ``classify`` reports it as one error row with its reason.
     """
-    for source, record, payload in _records_and_payloads(paths):
-        if record is not None:
-            yield AlertInput(source, None, record)
+    for item in _walk(paths):
+        if item.payload is None:
+            yield item
             continue
         try:
-            messages = list(split_avro_container(payload, source))
+            messages = list(split_avro_container(item.payload, item.source))
         except Exception:  # untrusted bytes: classify decodes them again and names the error
-            messages = [AlertMessage(source, None, payload)]
+            messages = [AlertMessage(item.source, None, item.payload)]
         for message in messages:
             yield AlertInput(message.source, message.value, None)

@@ -4,6 +4,9 @@ Inputs: ``.avro`` files, folders (searched recursively) and nightly ``.tar.gz``/
 (streamed member by member, never extracted to disk). A single-record Avro container is sent
 byte-for-byte; a container holding several records is split into one container per record with
 the same writer schema (codec null). Message keys are the alert ``candid`` as decimal ASCII.
+The broker is probed first (:func:`check_broker`): a dead one is one clear error, not minutes of
+retries. Parquet (decoded alerts) is refused; a truncated archive is replayed up to the damage
+and reported.
 
 Library: :func:`iter_alert_messages`, :func:`iter_avro_messages`, :func:`split_avro_container`,
 :func:`replay`. CLI pieces: :func:`add_replay_parser`, :func:`run_replay` (``fink-t2 replay``).
@@ -11,6 +14,7 @@ Library: :func:`iter_alert_messages`, :func:`iter_avro_messages`, :func:`split_a
 from __future__ import annotations
 
 import argparse
+import itertools
 import logging
 import sys
 import time
@@ -19,15 +23,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from confluent_kafka import KafkaError, Message, Producer
+from confluent_kafka import KafkaError, KafkaException, Message, Producer
 from tqdm import tqdm
 
-from fink_t2.kafka.broker import DEFAULT_BOOTSTRAP, MAX_MESSAGE_BYTES
-from fink_t2.alerts.sources import AlertMessage, iter_alert_messages, split_avro_container
+from fink_t2.kafka.broker import DEFAULT_BOOTSTRAP, MAX_MESSAGE_BYTES, BrokerError
+from fink_t2.alerts.sources import AlertMessage, InputError, iter_alert_messages, split_avro_container
 
 log = logging.getLogger(__name__)
 
 _MAX_ERRORS_KEPT = 5
+#: Seconds to wait for the broker's first answer before giving up (``--connect-timeout``).
+CONNECT_TIMEOUT_S = 10.0
 
 #: Producer settings tuned for ~70 KB alerts on a local broker; callers may override any of them.
 PRODUCER_DEFAULTS: dict[str, Any] = {
@@ -50,6 +56,8 @@ class ReplayStats:
     bytes_delivered: int = 0
     seconds: float = 0.0
     errors: list[str] = field(default_factory=list)
+    #: inputs that could not be read to their end (truncated or corrupt archives)
+    incomplete_inputs: list[str] = field(default_factory=list)
 
     @property
     def messages_per_second(self) -> float:
@@ -60,7 +68,8 @@ class ReplayStats:
         rate_mb = megabytes / self.seconds if self.seconds > 0 else 0.0
         return (f"replayed {self.delivered}/{self.produced} messages ({megabytes:.1f} MB) to topic "
                 f"{topic!r} in {self.seconds:.2f} s: {self.messages_per_second:.0f} msg/s, "
-                f"{rate_mb:.1f} MB/s, {self.failed} failed")
+                f"{rate_mb:.1f} MB/s, {self.failed} failed"
+                + (f", {len(self.incomplete_inputs)} incomplete input(s)" if self.incomplete_inputs else ""))
 
 
 # ------------------------------------------------------------------------------------ reading
@@ -109,24 +118,50 @@ def _throttle(producer: Producer, started: float, sent: int, rate: float | None)
         wait = started + sent / rate - time.monotonic()
 
 
+def check_broker(config: dict[str, Any], timeout: float = CONNECT_TIMEOUT_S) -> None:
+    """Raise :class:`BrokerError` unless the broker of producer ``config`` answers within ``timeout`` s.
+
+    The probe client logs nothing (librdkafka would print a line per failed connection attempt):
+    the one error raised says what happened.
+    """
+    probe = Producer({**config, "log_level": 0})
+    try:
+        probe.list_topics(timeout=timeout)
+    except KafkaException as exc:
+        raise BrokerError(f"no Kafka broker answers at {config['bootstrap.servers']} within {timeout:g} s: "
+                          f"{exc.args[0].str()}") from None
+
+
 def replay(paths: Iterable[Path | str], topic: str, bootstrap: str = DEFAULT_BOOTSTRAP,
            rate: float | None = None, progress: bool | None = None,
-           producer_config: dict[str, Any] | None = None, flush_timeout: float = 120.0) -> ReplayStats:
+           producer_config: dict[str, Any] | None = None, flush_timeout: float = 120.0,
+           connect_timeout: float = CONNECT_TIMEOUT_S) -> ReplayStats:
     """Send every alert of ``paths`` to ``topic``; ``rate`` caps alerts per second.
 
-    ``progress`` shows a tqdm bar (default: when stderr is a TTY). Messages still queued after
-    ``flush_timeout`` seconds count as failed. Raises nothing on delivery failures: check
-    ``stats.failed``.
+    ``progress`` shows a tqdm bar (default: when stderr is a TTY). Raises :class:`BrokerError`
+    when no broker answers within ``connect_timeout`` s, :class:`InputError` for a Parquet file or
+    when ``paths`` hold no Avro alert. Delivery failures are counted, not raised (check
+    ``stats.failed``); messages still queued after ``flush_timeout`` seconds count as failed.
+    Truncated or corrupt archives are replayed up to the damage and listed in
+    ``stats.incomplete_inputs``.
     """
     if rate is not None and rate <= 0:
         raise ValueError(f"rate must be positive, got {rate}")
+    paths = list(paths)
     stats = ReplayStats()
-    producer = Producer({**PRODUCER_DEFAULTS, **(producer_config or {}), "bootstrap.servers": bootstrap})
+    messages = iter_alert_messages(paths, stats.incomplete_inputs)
+    first = next(messages, None)  # bad inputs fail here, before any broker contact
+    if first is None and not stats.incomplete_inputs:
+        raise InputError(f"no Avro alert in {', '.join(map(str, paths))} (replay sends .avro files and "
+                         f".tar.gz archives of them)")
+    config = {**PRODUCER_DEFAULTS, **(producer_config or {}), "bootstrap.servers": bootstrap}
+    check_broker(config, connect_timeout)
+    producer = Producer(config)
     on_delivery = _DeliveryCounter(stats)
     show_progress = sys.stderr.isatty() if progress is None else progress
     started = time.monotonic()
     with tqdm(unit="alert", disable=not show_progress, desc=f"replay -> {topic}") as bar:
-        for message in iter_alert_messages(paths):
+        for message in itertools.chain([first] if first is not None else [], messages):
             _throttle(producer, started, stats.produced, rate)
             _produce_with_retry(producer, topic, message, on_delivery)
             stats.produced += 1
@@ -151,23 +186,27 @@ def add_replay_parser(subparsers: argparse._SubParsersAction) -> argparse.Argume
                         help="throttle to this many alerts per second (default: as fast as possible)")
     parser.add_argument("--bootstrap", default=DEFAULT_BOOTSTRAP,
                         help=f"Kafka bootstrap HOST:PORT (default {DEFAULT_BOOTSTRAP})")
+    parser.add_argument("--connect-timeout", type=float, default=CONNECT_TIMEOUT_S, metavar="SECONDS",
+                        help=f"give up when no broker answers within this time (default {CONNECT_TIMEOUT_S:g})")
     parser.set_defaults(handler=run_replay)
     return parser
 
 
 def run_replay(args: argparse.Namespace) -> int:
-    """Replay ``args.paths``, print a summary; exit code 1 if any message was not delivered."""
+    """Replay ``args.paths``, print a summary; exit code 1 if a message was not delivered or an input
+    was incomplete."""
     missing = [str(path) for path in args.paths if not path.exists()]
     if missing:
         print(f"no such alert file or folder: {', '.join(missing)}", file=sys.stderr)
         return 2
-    stats = replay(args.paths, args.topic, bootstrap=args.bootstrap, rate=args.rate)
+    stats = replay(args.paths, args.topic, bootstrap=args.bootstrap, rate=args.rate,
+                   connect_timeout=args.connect_timeout)
     print(stats.summary(args.topic))
-    if stats.failed:
-        for error in stats.errors:
-            print(f"delivery failed: {error}", file=sys.stderr)
-        return 1
-    return 0
+    for problem in stats.incomplete_inputs:
+        print(f"incomplete input (replayed up to the damage): {problem}", file=sys.stderr)
+    for error in stats.errors if stats.failed else ():
+        print(f"delivery failed: {error}", file=sys.stderr)
+    return 1 if stats.failed or stats.incomplete_inputs else 0
 
 
 def main_replay(argv: Sequence[str] | None = None) -> int:

@@ -140,8 +140,9 @@ def run_demo(config: Config, alerts: list[Path] | None = None, png: Path = DEFAU
         broker.create_topic(bootstrap, DEMO_TOPIC, partitions=2)
         stats = replay(alerts or [SAMPLE_ALERTS], DEMO_TOPIC, bootstrap=bootstrap)
         print(stats.summary(DEMO_TOPIC))
-        if stats.failed:
-            raise RuntimeError(f"replay lost {stats.failed} messages: {stats.errors[:3]}")
+        if stats.failed or stats.incomplete_inputs:
+            raise RuntimeError(f"replay lost {stats.failed} messages: {stats.errors[:3]}; "
+                               f"incomplete inputs: {stats.incomplete_inputs}")
         start = time.monotonic()
         run_stats = stream.run(config, once=True)
         summary = summarize(config, stats.delivered, time.monotonic() - start, run_stats)

@@ -4,6 +4,8 @@ from __future__ import annotations
 import argparse
 import io
 import math
+import subprocess
+import sys
 import tarfile
 import time
 import uuid
@@ -18,9 +20,11 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
 from fink_t2.kafka.replay import (add_replay_parser, iter_alert_messages, iter_avro_messages, replay,
                             run_replay, split_avro_container)
+from fink_t2.cli import main
+from fink_t2.kafka.broker import BrokerError
+from tests.conftest import ARCHIVE_MEMBERS, REPO, SHARED, truncated_archive
 from tests.conftest_kafka import free_loopback_port
 
-from tests.conftest import SHARED
 DATATEST = SHARED / "data" / "ztf" / "avro" / "fink-client_datatest"
 #: Records per file of the fink-client datatest folder (7 files, 49 alerts).
 DATATEST_RECORDS = {
@@ -190,12 +194,53 @@ def test_replay_rate_limit(datatest: Path, kafka_broker: str, kafka_topic: str) 
     assert stats.seconds >= 10 / 20.0  # the 11th message may leave 0.5 s after the first
 
 
+def test_replay_to_a_dead_broker_fails_fast_with_one_clear_line(tmp_path: Path) -> None:
+    """Was: 120 s of flush and hundreds of librdkafka log lines, then a 0/N summary."""
+    bootstrap = f"127.0.0.1:{free_loopback_port()}"
+    done = subprocess.run([sys.executable, "-m", "fink_t2.cli", "replay", str(ARCHIVE_MEMBERS[0]), "--topic", "t",
+                           "--bootstrap", bootstrap, "--connect-timeout", "2"],
+                          cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    assert done.stderr.splitlines() == [f"fink-t2: error: no Kafka broker answers at {bootstrap} within 2 s: "
+                                        "Failed to get metadata: Local: Broker transport failure"]
+    assert done.stdout == ""
+
+
+def test_replay_library_raises_broker_error_before_producing() -> None:
+    with pytest.raises(BrokerError, match="no Kafka broker answers"):
+        replay(ARCHIVE_MEMBERS[:1], "t", bootstrap=f"127.0.0.1:{free_loopback_port()}", progress=False,
+               connect_timeout=1)
+
+
 @pytest.mark.shared
-def test_replay_counts_failures_when_broker_is_unreachable(datatest: Path) -> None:
-    stats = replay([datatest / "ZTF19acihgng.avro"], "nowhere", bootstrap=f"127.0.0.1:{free_loopback_port()}",
-                   progress=False, producer_config={"message.timeout.ms": 1000, "log_level": 0})
-    assert (stats.delivered, stats.failed) == (0, 1)
-    assert stats.errors
+def test_parquet_is_refused_before_any_broker_contact(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    parquet = next((SHARED / "data" / "ztf" / "parquet").rglob("*.parquet"), None)
+    if parquet is None:
+        pytest.skip("no Parquet file under ../shared/data/ztf/parquet")
+    with pytest.raises(InputError, match="Parquet holds decoded alerts"):
+        replay([parquet], "t", bootstrap="127.0.0.1:1", progress=False)  # nothing listens: never contacted
+    assert main(["replay", str(parquet), "--topic", "t", "--bootstrap", "127.0.0.1:1"]) == 2
+    assert "Parquet holds decoded alerts" in capsys.readouterr().err
+    only_parquet = tmp_path / "night"
+    only_parquet.mkdir()
+    (only_parquet / "part-0.parquet").write_bytes(parquet.read_bytes())
+    with pytest.raises(InputError, match="no Avro alert in"):
+        replay([only_parquet], "t", bootstrap="127.0.0.1:1", progress=False)
+
+
+@pytest.mark.integration
+def test_truncated_archive_replays_its_readable_members_and_reports(tmp_path: Path, kafka_broker: str,
+                                                                     kafka_topic: str,
+                                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    archive, readable = truncated_archive(tmp_path)
+    args = _replay_args(str(archive), "--topic", kafka_topic, "--bootstrap", kafka_broker)
+    assert run_replay(args) == 1
+    captured = capsys.readouterr()
+    assert f"replayed {len(readable)}/{len(readable)} messages" in captured.out
+    assert f"incomplete input (replayed up to the damage): {archive}: truncated or corrupt after " \
+           f"{len(readable)} .avro member(s)" in captured.err
+    keys = sorted(key for key, _ in _consume(kafka_broker, kafka_topic, len(readable)))
+    assert keys == sorted(f.stem.encode() for f in readable)
 
 
 def _replay_args(*argv: str) -> argparse.Namespace:
