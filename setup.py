@@ -37,7 +37,8 @@ setup(
     extras_require={
         "plot": PLOT,
         "bench": BENCH,
-        "test": ["pytest>=8", "hypothesis>=6.100", *BENCH],  # the tests run plot, bench and the reference GP
+        # the tests run plot, bench and the reference GP; pyyaml reads docker/compose.yaml
+        "test": ["pytest>=8", "hypothesis>=6.100", "pyyaml>=6,<7", *BENCH],
         # tf-keras and tfmot need --no-deps next to tensorflow-cpu: `make train-venv` installs them
         "train": ["tensorflow-cpu==2.21.0", "dm-tree", "mock", "scipy>=1.11", *PLOT],
     },

@@ -5,8 +5,9 @@ The broker runs from the jars that ``make jars`` copies to ``<repo>/jars/kafka``
 (default ``<repo>/run/kafka``). Only loopback addresses are ever used.
 
 Plain functions: :func:`up`, :func:`down`, :func:`status`, :func:`create_topic`,
-:func:`delete_topics`, :func:`cluster_id`, :func:`spark_kafka_jars`. CLI pieces: :func:`add_kafka_parser` and
-:func:`run_kafka` (``fink-t2 kafka up|down|status``), or :func:`main_kafka` standalone.
+:func:`delete_topics`, :func:`cluster_id`, :func:`spark_kafka_jars`, :func:`run_foreground`. CLI pieces:
+:func:`add_kafka_parser` and :func:`run_kafka` (``fink-t2 kafka up|run|down|status``), or :func:`main_kafka`
+standalone.
 """
 from __future__ import annotations
 
@@ -365,15 +366,38 @@ def up(run_dir: Path | str = DEFAULT_RUN_DIR, port: int = DEFAULT_PORT, controll
     running = _running_pid(files)
     if running is not None:
         return _attach_to_running(files, running, bootstrap, timeout)
+    jars_dir = _prepare(files, port, controller_port, repo_root)
+    pid = _start_broker(files, jars_dir)
+    log.info("started Kafka broker pid %d at %s (log %s)", pid, bootstrap, files.log_file)
+    _wait_until_ready(files, pid, bootstrap, timeout)
+    return bootstrap
+
+
+def _prepare(files: BrokerFiles, port: int, controller_port: int | None, repo_root: Path) -> Path:
+    """Write the properties and format the log directory once; returns the broker's jar folder."""
     jars_dir = kafka_broker_jars_dir(repo_root)
     files.data_dir.mkdir(parents=True, exist_ok=True)
     files.properties.write_text(server_properties(files.data_dir, port, controller_port or port + 1))
     if not files.formatted_marker.exists():
         _format_storage(files, jars_dir)
-    pid = _start_broker(files, jars_dir)
-    log.info("started Kafka broker pid %d at %s (log %s)", pid, bootstrap, files.log_file)
-    _wait_until_ready(files, pid, bootstrap, timeout)
-    return bootstrap
+    return jars_dir
+
+
+def run_foreground(run_dir: Path | str = DEFAULT_RUN_DIR, port: int = DEFAULT_PORT,
+                   controller_port: int | None = None, repo_root: Path = REPO_ROOT) -> None:
+    """Become the broker: prepare ``run_dir``, then exec the JVM in place of this process.
+
+    For a container, where the broker must be the main process: it gets the signals (SIGTERM
+    stops it cleanly), its log goes to stdout, and its exit ends the container. No PID file.
+    """
+    files = BrokerFiles(Path(run_dir).resolve())
+    running = _running_pid(files)
+    if running is not None:
+        raise BrokerError(f"the broker of {files.run_dir} already runs (pid {running}); run `down` first")
+    command = _java_command(_prepare(files, port, controller_port, repo_root), _BROKER_MAIN_CLASS,
+                            str(files.properties))
+    os.chdir(files.run_dir)
+    os.execvp(command[0], command)
 
 
 def _attach_to_running(files: BrokerFiles, pid: int, bootstrap: str, timeout: float) -> str:
@@ -447,10 +471,12 @@ def delete_topics(bootstrap: str, names: Iterable[str], timeout: float = 30.0, m
 
 # ------------------------------------------------------------------------------------- CLI
 def add_kafka_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    """Add ``kafka up|down|status [--bootstrap HOST:PORT] [--run-dir DIR]`` to a main CLI."""
+    """Add ``kafka up|run|down|status [--bootstrap HOST:PORT] [--run-dir DIR]`` to a main CLI."""
     parser = subparsers.add_parser("kafka", help="local single-node Kafka broker on 127.0.0.1",
                                    description="Manage the local single-node KRaft Kafka broker.")
-    parser.add_argument("action", choices=("up", "down", "status"))
+    parser.add_argument("action", choices=("up", "run", "down", "status"),
+                        help="up: start in the background; run: become the broker (foreground, e.g. a container's "
+                             "main process); down; status (exit 0 if it answers)")
     parser.add_argument("--bootstrap", default=DEFAULT_BOOTSTRAP,
                         help=f"HOST:PORT of the broker; HOST must be loopback (default {DEFAULT_BOOTSTRAP})")
     parser.add_argument("--run-dir", type=Path, default=DEFAULT_RUN_DIR,
@@ -476,6 +502,9 @@ def run_kafka(args: argparse.Namespace) -> int:
     if host not in _LOOPBACK_HOSTS:
         print(f"refusing to start a broker on {host}: only 127.0.0.1 is supported", file=sys.stderr)
         return 2
+    if args.action == "run":  # does not return: the broker JVM replaces this process
+        run_foreground(args.run_dir, port=port, controller_port=args.controller_port)
+        return 0
     started = time.monotonic()
     bootstrap = up(args.run_dir, port=port, controller_port=args.controller_port, timeout=args.timeout)
     pid = _read_pid(BrokerFiles(Path(args.run_dir).resolve()))

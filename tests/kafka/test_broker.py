@@ -3,12 +3,17 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
 from confluent_kafka.admin import AdminClient
 
 from fink_t2.kafka import broker
+from tests.conftest import REPO
 from tests.conftest_kafka import free_loopback_port
 
 
@@ -128,3 +133,43 @@ def test_cli_up_refuses_non_loopback_host(tmp_path: Path) -> None:
 ])
 def test_is_loopback_bootstrap(bootstrap: str, loopback: bool) -> None:
     assert broker.is_loopback_bootstrap(bootstrap) is loopback
+
+
+def _start_foreground(run_dir: Path, port: int, controller_port: int) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "fink_t2.kafka.broker", "run", "--bootstrap", f"127.0.0.1:{port}",
+                             "--controller-port", str(controller_port), "--run-dir", str(run_dir)],
+                            cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+
+
+def _wait_answering(bootstrap: str, process: subprocess.Popen, timeout: float = 90.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not broker.status(bootstrap, timeout=1.0):
+        assert process.poll() is None, f"broker exited with {process.returncode}"
+        assert time.monotonic() < deadline, f"no broker at {bootstrap} after {timeout} s"
+        time.sleep(0.5)
+
+
+@pytest.mark.integration
+def test_run_makes_the_broker_the_main_process_and_keeps_its_data(kafka_jars: Path, tmp_path: Path) -> None:
+    """The container entry point: same PID is the JVM (it gets SIGTERM), data survives a restart."""
+    port, controller_port = free_loopback_port(), free_loopback_port()
+    bootstrap = f"127.0.0.1:{port}"
+    first = _start_foreground(tmp_path, port, controller_port)
+    try:
+        _wait_answering(bootstrap, first)
+        cmdline = Path(f"/proc/{first.pid}/cmdline").read_bytes().split(b"\0")
+        assert b"kafka.Kafka" in cmdline and cmdline[0].endswith(b"java")  # exec'd, not a child
+        assert not (tmp_path / "broker.pid").exists()
+        broker.create_topic(bootstrap, "kept", partitions=1)
+        first.send_signal(signal.SIGTERM)
+        assert first.wait(60) in (0, 143)  # clean shutdown (143 = 128 + SIGTERM)
+    finally:
+        if first.poll() is None:
+            first.kill()
+    second = _start_foreground(tmp_path, port, controller_port)  # the restarted container, same volume
+    try:
+        _wait_answering(bootstrap, second)
+        assert "kept" in AdminClient({"bootstrap.servers": bootstrap}).list_topics(timeout=10).topics
+    finally:
+        second.send_signal(signal.SIGTERM)
+        second.wait(60)
