@@ -118,3 +118,11 @@ def test_installed_wheel_classifies_from_any_directory(fresh_venv: Path, tmp_pat
     # same code, same model file, same libraries on the same machine: the same numbers, bit for bit
     for column in ("objectId", "candid", "t2_status", "t2_class", "t2_snia"):
         assert rows[column].tolist() == expected[column].tolist(), column
+
+
+def test_installed_wheel_has_its_config_templates(fresh_venv: Path, tmp_path: Path):
+    fink_t2 = fresh_venv / "bin" / "fink-t2"
+    checked = _run(fink_t2, "config", "check", cwd=tmp_path, env=_clean_env())
+    assert f"{fresh_venv}" in checked.stdout and "valid" in checked.stdout  # the packaged local.toml
+    template = _run(fink_t2, "config", "template", "cluster", cwd=tmp_path, env=_clean_env())
+    assert template.stdout == (REPO / "fink_t2" / "conf" / "cluster.example.toml").read_text()
