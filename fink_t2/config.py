@@ -7,7 +7,7 @@ are errors, so a typo cannot be silently ignored. The packaged template ``fink_t
 documents the keys.
 
 To add a key: one annotated field with ``key(default, rule, ...)`` in its section, one commented
-line in ``conf/local.toml``.
+line in ``fink_t2/conf/local.toml``.
 """
 from __future__ import annotations
 
