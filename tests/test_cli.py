@@ -12,7 +12,7 @@ from fink_t2.cli import main
 from fink_t2.science.classify import OUTPUT_COLUMNS
 from fink_t2.science.model import DEFAULT_MODEL
 
-from tests.conftest import REPO, SAMPLE_ALERTS, shared_path
+from tests.conftest import SAMPLE_ALERTS, shared_path
 from tests.conftest_kafka import free_loopback_port
 
 
