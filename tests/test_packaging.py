@@ -28,7 +28,7 @@ from fink_t2.cli import classify_paths
 from fink_t2.tools.extras import EXTRA_MODULES
 from tests.conftest import REPO, SAMPLE_ALERTS
 
-PACKAGED = ("fink_t2/data/models/fink-t2-ztf-cq.tflite", "fink_t2/data/models/fink-t2-ztf-cq.json",
+PACKAGED = ("fink_t2/data/models/fink-t2-ztf-w2.tflite", "fink_t2/data/models/fink-t2-ztf-w2.json",
             "fink_t2/data/models/fink-t2-quantized-28341.tflite", "fink_t2/data/models/fink-t2-quantized-28341.json",
             "fink_t2/data/models/LICENSE.fink-science", "fink_t2/conf/local.toml",
             "fink_t2/conf/cluster.example.toml", "fink_t2/conf/log4j-kafka.properties")
@@ -114,7 +114,7 @@ def test_installed_wheel_classifies_from_any_directory(fresh_venv: Path, tmp_pat
     rows = pd.read_parquet(workdir / "rows.parquet")
     expected = classify_paths([str(SAMPLE_ALERTS)])
     assert len(rows) == len(expected) == 139
-    assert set(rows["t2_model"]) == {"fink-t2-ztf-cq"}
+    assert set(rows["t2_model"]) == {"fink-t2-ztf-w2"}
     # same code, same model file, same libraries on the same machine: the same numbers, bit for bit
     for column in ("objectId", "candid", "t2_status", "t2_class", "t2_snia"):
         assert rows[column].tolist() == expected[column].tolist(), column

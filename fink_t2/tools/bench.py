@@ -31,7 +31,7 @@ from fink_t2.contract import BANDS, ZTF_WAVELENGTH_A
 from fink_t2.kafka.messages import enrich_alert, score_message
 from fink_t2.science.lightcurve import build_light_curves, cut_reasons
 from fink_t2.science.model import LOAD_LOG_ENV, load_model
-from fink_t2.science.model_input import band_wavelengths, scale_input
+from fink_t2.science.model_input import band_wavelengths, build_input, contract_of, model_grid
 
 DEFAULT_ALERTS = REPO_ROOT / "data" / "alerts"
 QUICK_N, FULL_N = 2_000, 20_000
@@ -126,8 +126,9 @@ def measure_stages(payloads: list[bytes], repeats: int) -> StageFigures:
     selected = np.array([i for i, r in enumerate(reasons) if r is None and batch.error[i] is None], dtype=np.int64)
     lcs = build_light_curves(batch, selected)
     wavelengths = band_wavelengths(BANDS, ZTF_WAVELENGTH_A)
-    _, means, _ = run_gp(lcs, wavelengths)
-    x = scale_input(means, model.meta["scaling"])
+    grid = model_grid(contract_of(model.meta), lcs.t, lcs.mask)
+    _, means, _ = run_gp(lcs, wavelengths, grid)
+    x = build_input(model.meta, means, grid, lcs.age)
     results = classify(payloads, model)
     rows = results.to_dict("records")
     n, k = len(payloads), max(len(lcs), 1)
@@ -142,8 +143,8 @@ def measure_stages(payloads: list[bytes], repeats: int) -> StageFigures:
         decode=best_rate(n, lambda: decode_payloads(payloads), repeats),
         cuts=best_rate(n, lambda: build_light_curves(batch, np.array(
             [i for i, r in enumerate(cut_reasons(batch)) if r is None], dtype=np.int64)), repeats),
-        gp=best_rate(k, lambda: run_gp(lcs, wavelengths), repeats),
-        model_input=best_rate(k, lambda: scale_input(means, model.meta["scaling"]), repeats),
+        gp=best_rate(k, lambda: run_gp(lcs, wavelengths, grid), repeats),
+        model_input=best_rate(k, lambda: build_input(model.meta, means, grid, lcs.age), repeats),
         inference=best_rate(k, lambda: model.predict(x), repeats),
         output_encoding=best_rate(n, encode_outputs, repeats),
         classify_all=whole,
@@ -185,10 +186,9 @@ def _george_reference(lcs, model) -> np.ndarray:
     import scipy.optimize
 
     from fink_t2.tools.reference_gp import log_amplitude_bounds
-    from fink_t2.science.model_input import time_grid
 
     wavelengths = band_wavelengths(BANDS, ZTF_WAVELENGTH_A)
-    grid = time_grid(lcs.t, lcs.mask)
+    grid = model_grid(contract_of(model.meta), lcs.t, lcs.mask)
     probs = []
     for row in range(len(lcs)):
         m = lcs.mask[row]
@@ -215,7 +215,7 @@ def _george_reference(lcs, model) -> np.ndarray:
         pred = np.column_stack([np.tile(grid[row], len(wavelengths)), np.repeat(wavelengths, grid.shape[1])])
         mean = gp.predict(y, pred, return_cov=False, return_var=False)
         means = mean.reshape(len(wavelengths), -1).T[None]
-        probs.append(model.invoke(scale_input(means, model.meta["scaling"]))[0])
+        probs.append(model.invoke(build_input(model.meta, means, grid[row:row + 1], lcs.age[row:row + 1]))[0])
     return np.array(probs)
 
 

@@ -12,13 +12,14 @@ from fink_t2.contract import BANDS, CLASS_NAMES, ZTF_WAVELENGTH_A
 from fink_t2.tools.reference_gp import fit_reference, predict_reference
 from fink_t2.science.lightcurve import LightCurves
 from fink_t2.science.model import T2Model
-from fink_t2.science.model_input import band_wavelengths, scale_input, time_grid
+from fink_t2.science.model_input import SPAN_GRID, band_wavelengths, build_input, contract_of, model_grid
 
 
-def reference_gp_means(lcs: LightCurves) -> tuple[np.ndarray, np.ndarray]:
-    """Per-alert GP means (N, 100, bands), flux units, and log-likelihoods (N,), nats."""
+def reference_gp_means(lcs: LightCurves, grid: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Per-alert GP means (N, G, bands) on ``grid`` (default: the span grid), flux units, and
+    log-likelihoods (N,), nats."""
     wavelengths = band_wavelengths(BANDS, ZTF_WAVELENGTH_A)
-    grid = time_grid(lcs.t, lcs.mask)
+    grid = model_grid(SPAN_GRID, lcs.t, lcs.mask) if grid is None else grid
     means = np.full((len(lcs), grid.shape[1], len(wavelengths)), np.nan)
     log_likelihood = np.full(len(lcs), np.nan)
     point_wavelength = np.asarray(wavelengths)[lcs.band]
@@ -33,8 +34,9 @@ def reference_gp_means(lcs: LightCurves) -> tuple[np.ndarray, np.ndarray]:
 
 def reference_probabilities(lcs: LightCurves, model: T2Model) -> np.ndarray:
     """(N, 14) probabilities with per-alert GP fits and one invoke per alert."""
-    means, _ = reference_gp_means(lcs)
-    x = scale_input(means, model.meta["scaling"], model.meta.get("scaling_stats"))
+    grid = model_grid(contract_of(model.meta), lcs.t, lcs.mask)
+    means, _ = reference_gp_means(lcs, grid)
+    x = build_input(model.meta, means, grid, lcs.age)
     probs = np.empty((len(lcs), len(CLASS_NAMES)))
     for row in range(len(lcs)):
         probs[row] = model.invoke(x[row:row + 1])[0]

@@ -301,7 +301,7 @@ def add_report_parser(subparsers) -> None:
     p.add_argument("--plasticc-ours", help="evaluate JSON of our model on PLAsTiCC test alerts (optional)")
     p.add_argument("--plasticc-published", help="evaluate JSON of the published model on the same")
     p.add_argument("--ship", help="copy our model + metadata (with metrics) into this folder (fink_t2/data/models)")
-    p.add_argument("--ship-id", default="fink-t2-ztf-cq")
+    p.add_argument("--ship-id", default="fink-t2-ztf-w2")
     p.set_defaults(handler=cmd_report)
 
     p = subparsers.add_parser("science-report", help="docs/ztf-model.md: the default model vs the feature baseline "

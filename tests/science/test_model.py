@@ -13,10 +13,12 @@ from fink_t2.contract import CLASS_NAMES
 from fink_t2.science.model import DEFAULT_MODEL, PUBLISHED_MODEL, ModelError, load_count, load_model, sha256_of
 
 
-@pytest.fixture(scope="module")
-def inputs() -> np.ndarray:
+def _inputs(path=DEFAULT_MODEL) -> np.ndarray:
+    """37 random inputs shaped for the model at ``path`` (its own channel count)."""
+    interp = Interpreter(model_path=str(path), num_threads=1)
+    channels = int(interp.get_input_details()[0]["shape"][2])
     rng = np.random.default_rng(42)
-    x = rng.normal(size=(37, 100, 2)).astype(np.float32)
+    x = rng.normal(size=(37, 100, channels)).astype(np.float32)
     x[:, :, 0] += np.sin(np.linspace(0, 3, 100))[None, :]
     return x
 
@@ -34,7 +36,8 @@ def _direct(x: np.ndarray, path=DEFAULT_MODEL) -> np.ndarray:
 
 
 @pytest.mark.parametrize("path", [DEFAULT_MODEL, PUBLISHED_MODEL], ids=["default", "published"])
-def test_runner_equals_direct_litert(inputs, path):
+def test_runner_equals_direct_litert(path):
+    inputs = _inputs(path)
     model = load_model(path)
     probs = model.predict(inputs)
     direct = _direct(inputs, path)
@@ -46,7 +49,8 @@ def test_runner_equals_direct_litert(inputs, path):
 
 
 @pytest.mark.parametrize("batch", [1, 8, 16])
-def test_batched_equals_per_sample(inputs, batch):
+def test_batched_equals_per_sample(batch):
+    inputs = _inputs()
     model = load_model()
     saved = model.invoke_batch
     try:
