@@ -452,10 +452,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--hostile-rate", type=float, default=0.01,
                         help="share of refused hostile schemas also given to fastavro alone")
     args = parser.parse_args(argv)
-    every = max(BATCH, args.cases // 200 // BATCH * BATCH)
-    report = run(args.cases, args.seed, save_dir=args.save_dir, hostile_rate=args.hostile_rate,
-                 progress=lambda done, tally: _print_progress(done, tally) if done % every < BATCH else None)
     args.out.parent.mkdir(parents=True, exist_ok=True)
+    every = max(BATCH, args.cases // 200 // BATCH * BATCH)
+    started = time.perf_counter()
+
+    def progress(done: int, tally: Tally) -> None:  # the report so far, in case the run is stopped
+        if done % every < BATCH:
+            _print_progress(done, tally)
+            args.out.write_text(json.dumps(summary(tally, done, time.perf_counter() - started, args.seed), indent=1))
+
+    report = run(args.cases, args.seed, save_dir=args.save_dir, hostile_rate=args.hostile_rate, progress=progress)
     args.out.write_text(json.dumps(report, indent=1))
     print(json.dumps({key: report[key] for key in ("cases", "seconds", "crashes", "hangs", "wrong_results",
                                                    "subject_peak_rss_mib", "totals")}, indent=1))
