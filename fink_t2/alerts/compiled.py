@@ -35,7 +35,7 @@ from fink_t2.alerts.batch import (
 from fink_t2.alerts.container import (
     MAX_BLOCK_BYTES, SYNC_SIZE, ContainerError, parse_container, payload_problem, read_long, single_record,
 )
-from fink_t2.alerts.schema import PRIMITIVES, Node, SchemaError, checked_schema
+from fink_t2.alerts.schema import MAX_DEPTH, PRIMITIVES, Node, SchemaError, checked_schema
 
 try:
     import numba
@@ -119,7 +119,6 @@ DECODE_ERRORS = {
     ERR_OUT_OF_RANGE: "value out of the range of its logical type",
     ERR_NEGATIVE_INDEX: "negative union or enum index",  # fastavro counts it from the end
 }
-MAX_DEPTH = 32  # nesting of arrays/maps (alerts.schema.MAX_DEPTH bounds it already)
 
 # --------------------------------------------------------------------------- compiler
 
@@ -610,7 +609,7 @@ def _run_program(buf, starts, ends, first, stop, prog, a_state, a_f, a_i, a_len,
     ``pt_offsets[r]:pt_offsets[r + 1]``; ``pt_offsets[first]`` must be set). Returns
     ``stop``, or the alert to resume at once the point arrays have grown.
     """
-    stack = np.empty(MAX_DEPTH, np.int64)
+    stack = np.empty(MAX_DEPTH, np.int64)  # open arrays/maps: fewer than the schema's nesting
     cap = p_state.shape[0]
     for row in range(first, stop):
         start_pt = pt_offsets[row]
