@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 FINK_T2 := $(VENV)/bin/fink-t2
 PIP_FLAGS ?= -q --disable-pip-version-check
 
-.PHONY: venv demo test test-fast bench train clean
+.PHONY: venv demo test test-fast bench fuzz train clean
 
 venv: $(VENV)/.installed
 
@@ -34,6 +34,11 @@ bench: venv jars
 	$(PY) -m pip install $(PIP_FLAGS) -e '.[bench]'
 	FINK_T2_BENCH_COMMAND="make bench" $(FINK_T2) bench --require-george --out out/bench.json --plot out/bench.png \
 	  --readme README.md
+
+# long fuzz of the alert decoder against fastavro: JSON report in out/fuzz.json, failing payloads in out/fuzz/
+FUZZ_CASES ?= 1000000
+fuzz: venv
+	nice $(PY) -m fink_t2.tools.fuzz --cases $(FUZZ_CASES) --out out/fuzz.json --save-dir out/fuzz
 
 test-fast: venv
 	$(PY) -m pytest tests -m "not integration"

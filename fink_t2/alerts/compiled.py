@@ -1,36 +1,41 @@
-"""Stage 1 fast path — a schema-compiled Avro decoder for ZTF alert containers (numba).
+"""Stage 1 — a schema-compiled Avro decoder for ZTF alert messages (numba).
 
-Each distinct writer schema is compiled once into a flat integer *program*: one
-instruction per Avro value of the top-level record in wire order (records inlined,
-named types resolved, unions as jump tables, arrays and maps as block loops). The fields
-t2 needs carry a *slot*: the interpreter stores their value into per-alert or
-per-history-point arrays and merely skips over everything else, so a 44 KB alert costs a
-few microseconds. ``_run_program`` (``numba.njit``) executes the program over a batch of
-record bodies copied into one reusable buffer.
+Each distinct writer schema, once checked by ``alerts.schema`` (bounded, not recursive,
+t2 fields well typed), is compiled into a flat integer *program*: one instruction per Avro
+value of the top-level record in wire order (records inlined, unions as jump tables, arrays
+and maps as block loops). The fields t2 needs carry a *slot*: the interpreter stores their
+value into per-alert or per-history-point arrays and skips over everything else, so a 44 KB
+alert costs a few microseconds. ``_run_program`` (``numba.njit``) executes the program over
+a batch of record bodies copied into one reusable buffer.
 
-Exactness: the result equals ``alerts.decode_payloads`` with fastavro. The interpreter is
-never more lenient than fastavro: anything unusual (bad framing, multi-record or
-compressed containers, schemas it does not model, truncated or corrupt bytes, invalid
-UTF-8, ...) sends that payload to the fastavro path, which gives the same error reason
-as before. Only the ``missing_field:`` checks of ``records_to_batch`` are done here.
+The interpreter validates the whole record, as strictly as fastavro reading it with its
+writer schema, or more (varints longer than 10 bytes, negative enum indexes): every length
+and block count fits in the bytes left, every string is UTF-8, every union/enum index and
+logical-type value is in range, and the record fills its block exactly. So whatever it
+accepts, ``fastavro.reader`` can read (the enriched alerts re-frame these bytes). A payload
+it rejects becomes an error row with the interpreter's reason; there is no second decoder
+behind it. Work per payload is bounded by the schema rules (``alerts.schema``) and the
+block size (``container.MAX_BLOCK_BYTES``).
 
-Switch it off with the environment variable ``FINK_T2_FAST_AVRO=0``.
+Switch it off with the environment variable ``FINK_T2_FAST_AVRO=0`` (the fastavro path).
 """
 from __future__ import annotations
 
-import json
 import os
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
 
 import numpy as np
 
-from fink_t2.alerts.batch import CANDIDATE_FIELDS, HISTORY_FIELDS, AlertBatch, records_to_batch
-from fink_t2.alerts.fastavro_path import _parsed_schemas, decode_one
-from fink_t2.alerts.container import SYNC_SIZE, ContainerError, parse_container, read_long
+from fink_t2.alerts.batch import (
+    CANDIDATE_KINDS, FLOAT, HISTORY_KINDS, INT, STRING, TOP_KINDS, AlertBatch, invalid_candid, records_to_batch,
+)
+from fink_t2.alerts.container import (
+    MAX_BLOCK_BYTES, SYNC_SIZE, ContainerError, parse_container, payload_problem, read_long, single_record,
+)
+from fink_t2.alerts.schema import MAX_DEPTH, PRIMITIVES, Node, SchemaError, checked_schema
 
 try:
     import numba
@@ -42,36 +47,39 @@ except ImportError:  # the fastavro path stays available without numba
 # Per-alert slots. The first five are also the per-point slots (same order), so the
 # candidate becomes a history point by copying slots 0..4.
 S_JD, S_FID, S_MAG, S_MAGERR, S_NEG = 0, 1, 2, 3, 4
-S_RB, S_NBAD, S_JDSTARTHIST, S_SSDISTNR = 5, 6, 7, 8
-S_CANDID, S_OBJECTID, S_ROID, S_XMATCH, S_CANDIDATE = 9, 10, 11, 12, 13
-N_ALERT_SLOTS = 14
+S_RB, S_NBAD, S_JDSTARTHIST, S_SSDISTNR, S_CANDIDATE_CANDID = 5, 6, 7, 8, 9
+S_CANDID, S_OBJECTID, S_ROID, S_XMATCH, S_CANDIDATE = 10, 11, 12, 13, 14
+N_ALERT_SLOTS = 15
 N_POINT_SLOTS = 5
 POINT_BASE = 32  # slot >= POINT_BASE: per-point slot (slot - POINT_BASE) of the current point
 
-_KIND_FLOAT, _KIND_INT, _KIND_STRING, _KIND_ISDIFFPOS = "float", "int", "string", "isdiffpos"
+_ISDIFFPOS = "isdiffpos"  # a string slot that stores 1 for a negative subtraction
 _POINT_SLOTS = {"jd": S_JD, "fid": S_FID, "magpsf": S_MAG, "sigmapsf": S_MAGERR, "isdiffpos": S_NEG}
-_POINT_KINDS = {"jd": _KIND_FLOAT, "fid": _KIND_INT, "magpsf": _KIND_FLOAT, "sigmapsf": _KIND_FLOAT,
-                "isdiffpos": _KIND_ISDIFFPOS}
-_CANDIDATE_DESTS = {name: (_POINT_SLOTS[name], _POINT_KINDS[name]) for name in _POINT_SLOTS} | {
-    "rb": (S_RB, _KIND_FLOAT), "nbad": (S_NBAD, _KIND_FLOAT),
-    "jdstarthist": (S_JDSTARTHIST, _KIND_FLOAT), "ssdistnr": (S_SSDISTNR, _KIND_FLOAT),
-}
-_POINT_DESTS = {name: (POINT_BASE + slot, _POINT_KINDS[name]) for name, slot in _POINT_SLOTS.items()}
-_TOP_DESTS = {"candid": (S_CANDID, _KIND_INT), "objectId": (S_OBJECTID, _KIND_STRING),
-              "roid": (S_ROID, _KIND_INT), "cdsxmatch": (S_XMATCH, _KIND_STRING)}
-assert set(_CANDIDATE_DESTS) == set(CANDIDATE_FIELDS) and set(_POINT_DESTS) == set(HISTORY_FIELDS)
+_CANDIDATE_SLOTS = _POINT_SLOTS | {"rb": S_RB, "nbad": S_NBAD, "jdstarthist": S_JDSTARTHIST,
+                                   "ssdistnr": S_SSDISTNR, "candid": S_CANDIDATE_CANDID}
+_TOP_SLOTS = {"candid": S_CANDID, "objectId": S_OBJECTID, "roid": S_ROID, "cdsxmatch": S_XMATCH}
+
+
+def _dests(slots: dict[str, int], kinds: dict[str, str], base: int = 0) -> dict[str, tuple[int, str]]:
+    """field name -> (slot, kind) of the fields of one record t2 reads."""
+    assert set(slots) == set(kinds), (sorted(slots), sorted(kinds))
+    return {name: (base + slot, _ISDIFFPOS if name == "isdiffpos" else kinds[name]) for name, slot in slots.items()}
+
+
+_CANDIDATE_DESTS = _dests(_CANDIDATE_SLOTS, CANDIDATE_KINDS)
+_POINT_DESTS = _dests(_POINT_SLOTS, HISTORY_KINDS, POINT_BASE)
+_TOP_DESTS = _dests(_TOP_SLOTS, TOP_KINDS)
 
 # --------------------------------------------------------------------------- opcodes
 
 OP_END = 0  # record done: check it consumed the whole body, then finish the alert
-OP_STOP = 1  # every needed field read: finish the alert without reading the rest
 # primitives: two words (opcode, slot); slot -1 = skip the value
 OP_BOOL = 2  # 1 byte (never stored)
 OP_LONG = 3  # zig-zag varint (Avro int and long)
 OP_FLOAT = 4  # 4-byte little-endian IEEE float
 OP_DOUBLE = 5  # 8-byte little-endian IEEE double
 OP_BYTES = 6  # length-prefixed bytes (never stored)
-OP_STRING = 7  # length-prefixed UTF-8 (store start offset and length)
+OP_STRING = 7  # length-prefixed UTF-8, validated (store start offset and length)
 OP_ISDIFFPOS = 8  # string; store 1 when it is "f" or "0" (negative subtraction)
 OP_FIXED = 9  # size: skip size bytes
 OP_ENUM = 10  # n_symbols: varint index in [0, n)
@@ -81,49 +89,48 @@ OP_BLOCKS_BEGIN = 13  # end_addr: first block count of an array/map (0: jump to 
 OP_BLOCKS_NEXT = 14  # body_addr: next item, or next block count
 OP_POINT_BEGIN = 15  # start a history point (a prv_candidates item)
 OP_POINT_END = 16  # keep the point when its magpsf is not null
-OP_NULL_POINT = 17  # a null prv_candidates item: left to the fastavro path
+OP_RANGE = 17  # low, high: a varint of a logical type, in [low, high] (never stored)
 OP_MARK_CANDIDATE = 18  # the candidate record is present (not null)
 OP_OPTIONAL = 19  # null_index, primitive opcode, slot: a ["null", primitive] union in one step
 
 # --------------------------------------------------------------------------- statuses
 
 OK = 0
-MISSING_CANDIDATE, MISSING_JD, MISSING_FID, MISSING_CANDID = 1, 2, 3, 4
+MISSING_CANDIDATE, MISSING_JD, MISSING_FID, MISSING_CANDID, INVALID_CANDID = 1, 2, 3, 4, 5
 MISSING_FIELD_ERRORS = {
     MISSING_CANDIDATE: "missing_field: candidate",
     MISSING_JD: "missing_field: candidate.jd",
     MISSING_FID: "missing_field: candidate.fid",
     MISSING_CANDID: "missing_field: candid",
 }
-#: statuses >= FALLBACK: the payload is decoded again by the fastavro path.
-FALLBACK = 16
+#: statuses >= FIRST_DECODE_ERROR: the bytes are not a record of the schema.
+FIRST_DECODE_ERROR = 16
 ERR_TRUNCATED, ERR_LONG_VARINT, ERR_BAD_UNION, ERR_NEGATIVE_LENGTH = 16, 17, 18, 19
-ERR_BAD_ENUM, ERR_NULL_POINT, ERR_TRAILING_BYTES, ERR_NON_ASCII = 20, 21, 22, 23
-ERR_TOO_DEEP, ERR_BAD_COUNT, ERR_BAD_OPCODE, ERR_BAD_UTF8 = 24, 25, 26, 27
+ERR_BAD_ENUM, ERR_TRAILING_BYTES, ERR_TOO_DEEP, ERR_BAD_COUNT = 20, 21, 22, 23
+ERR_BAD_OPCODE, ERR_BAD_UTF8, ERR_OUT_OF_RANGE, ERR_NEGATIVE_INDEX = 24, 25, 26, 27
 NEED_CAPACITY = 99  # internal: grow the point arrays and resume at this alert
-FALLBACK_REASONS = {
+#: the interpreter's error reasons (after ``avro_decode: ``).
+DECODE_ERRORS = {
     ERR_TRUNCATED: "read past the end of the record", ERR_LONG_VARINT: "varint longer than 10 bytes",
     ERR_BAD_UNION: "union branch index out of range", ERR_NEGATIVE_LENGTH: "negative length",
-    ERR_BAD_ENUM: "enum index out of range", ERR_NULL_POINT: "null prv_candidates item",
-    ERR_TRAILING_BYTES: "record shorter than its block", ERR_NON_ASCII: "non-ASCII isdiffpos",
-    ERR_TOO_DEEP: "arrays/maps nested too deep", ERR_BAD_COUNT: "block count larger than the data",
-    ERR_BAD_OPCODE: "corrupt program", ERR_BAD_UTF8: "objectId/cdsxmatch not UTF-8",
+    ERR_BAD_ENUM: "enum index out of range", ERR_TRAILING_BYTES: "record shorter than its block",
+    ERR_TOO_DEEP: "arrays/maps nested too deep", ERR_BAD_COUNT: "block count larger than the bytes left",
+    ERR_BAD_OPCODE: "corrupt program", ERR_BAD_UTF8: "string not valid UTF-8",
+    ERR_OUT_OF_RANGE: "value out of the range of its logical type",
+    ERR_NEGATIVE_INDEX: "negative union or enum index",  # fastavro counts it from the end
 }
-MAX_DEPTH = 32  # nesting of arrays/maps
 
 # --------------------------------------------------------------------------- compiler
 
-PRIMITIVES = frozenset({"null", "boolean", "int", "long", "float", "double", "bytes", "string"})
 _PRIMITIVE_OPS = {"boolean": OP_BOOL, "int": OP_LONG, "long": OP_LONG, "float": OP_FLOAT,
                   "double": OP_DOUBLE, "bytes": OP_BYTES, "string": OP_STRING}
-_NAMED = frozenset({"record", "error", "enum", "fixed"})
+#: the opcode reading each Avro type into a slot of each kind (alerts.schema checked the types).
+_STORE_OPS = {FLOAT: {"int": OP_LONG, "long": OP_LONG, "float": OP_FLOAT, "double": OP_DOUBLE},
+              INT: {"int": OP_LONG, "long": OP_LONG}, STRING: {"string": OP_STRING},
+              _ISDIFFPOS: {"string": OP_ISDIFFPOS}}
 # Roles of the fields that hold what t2 reads.
 _ROLE_CANDIDATE, _ROLE_POINTS, _ROLE_POINT = "candidate", "points", "point"
 _TOP_ROLES = {"candidate": _ROLE_CANDIDATE, "prv_candidates": _ROLE_POINTS}
-
-
-class UnsupportedSchema(ValueError):
-    """The writer schema has a shape the compiled decoder does not model (fastavro path)."""
 
 
 @dataclass(frozen=True)
@@ -135,135 +142,64 @@ class CompiledSchema:
     has_cdsxmatch: bool
 
 
-def _split_name(name: str, namespace: str | None) -> tuple[str, str | None]:
-    """(full name, namespace for what it encloses) per the Avro naming rules."""
-    if "." in name:
-        return name, name.rsplit(".", 1)[0]
-    return (f"{namespace}.{name}" if namespace else name), namespace
-
-
-def _plain_primitive(t: Any, read: bool) -> str | None:
-    """The primitive name of ``t`` ("long", {"type": "long"}), None for other types."""
-    if isinstance(t, dict):
-        if read and "logicalType" in t:
-            return None
-        t = t.get("type")
-    return t if isinstance(t, str) and t in PRIMITIVES else None
+def _plain_primitive(node: Node) -> bool:
+    """A primitive read in one step (no logical-type range to check)."""
+    return node.kind in PRIMITIVES and node.value_range is None
 
 
 class _Compiler:
-    """Walks a writer schema in wire order and emits the flat program.
+    """Walks a resolved writer schema (``alerts.schema.Node``) in wire order, emitting the program.
 
     ``dest`` is the (slot, kind) a primitive value is stored into; ``role`` marks the
     complex fields t2 reads: the candidate record, the prv_candidates array, its items.
     """
 
-    def __init__(self, schema: Any, stop_early: bool):
+    def __init__(self) -> None:
         self.code: list[int] = []
-        self.named: dict[str, tuple[dict, str | None]] = {}  # full name -> (schema, its namespace)
-        self.expanding: set[str] = set()  # records being inlined (recursion guard)
-        self.stop_early = stop_early
-        self._collect_names(schema, None)
 
-    # -- named types
-    def _collect_names(self, t: Any, namespace: str | None) -> None:
-        """Register every named type defined anywhere in ``t`` under its full name."""
-        if isinstance(t, list):
-            for branch in t:
-                self._collect_names(branch, namespace)
-        elif isinstance(t, dict):
-            kind = t.get("type")
-            if kind in _NAMED:
-                fullname, inner_ns = _split_name(t["name"], t.get("namespace", namespace))
-                self.named[fullname] = (t, inner_ns)
-                for f in t.get("fields", ()) if kind in ("record", "error") else ():
-                    self._collect_names(f["type"], inner_ns)
-            elif kind == "array":
-                self._collect_names(t["items"], namespace)
-            elif kind == "map":
-                self._collect_names(t["values"], namespace)
-            elif isinstance(kind, (dict, list)):
-                self._collect_names(kind, namespace)
-
-    def _resolve(self, ref: str, namespace: str | None) -> tuple[str, dict, str | None]:
-        """(full name, schema, namespace) of a named-type reference."""
-        for fullname in ((f"{namespace}.{ref}",) if namespace and "." not in ref else ()) + (ref,):
-            if fullname in self.named:
-                return (fullname, *self.named[fullname])
-        raise UnsupportedSchema(f"unknown type name {ref!r}")
-
-    # -- emission
     def emit(self, *words: int) -> int:
         """Append instruction words; return the address of the first."""
         self.code.extend(words)
         return len(self.code) - len(words)
 
-    def compile_type(self, t: Any, ns: str | None, dest: tuple[int, str] | None, role: str | None) -> None:
-        """Emit the code reading one value of type ``t`` (namespace ``ns``)."""
-        if isinstance(t, list):
-            self._compile_union(t, ns, dest, role)
-        elif isinstance(t, str) and t in PRIMITIVES:
-            self._compile_primitive(t, dest, role)
-        elif isinstance(t, str):
-            self._compile_named(*self._resolve(t, ns), dest, role)
-        elif isinstance(t, dict):
-            self._compile_complex(t, ns, dest, role)
-        else:
-            raise UnsupportedSchema(f"bad type {t!r}")
-
-    def _compile_complex(self, t: dict, ns: str | None, dest: tuple[int, str] | None, role: str | None) -> None:
-        kind = t.get("type")
-        if kind in PRIMITIVES:
-            if dest is not None and "logicalType" in t:
-                raise UnsupportedSchema(f"logical type on a read field: {t!r}")
-            self._compile_primitive(kind, dest, role)
-        elif kind in _NAMED:
-            fullname, inner_ns = _split_name(t["name"], t.get("namespace", ns))
-            self._compile_named(fullname, t, inner_ns, dest, role)
+    def compile_type(self, node: Node, dest: tuple[int, str] | None, role: str | None) -> None:
+        """Emit the code reading one value of type ``node``."""
+        kind = node.kind
+        if kind == "union":
+            self._compile_union(node, dest, role)
+        elif kind == "record":
+            self._compile_record_fields(node, role)
         elif kind == "array":
-            if dest is not None or role not in (None, _ROLE_POINTS):
-                raise UnsupportedSchema("array in a read field")
             item_role = _ROLE_POINT if role == _ROLE_POINTS else None
-            self._compile_blocks(lambda: self.compile_type(t["items"], ns, None, item_role))
+            self._compile_blocks(lambda: self.compile_type(node.children[0], None, item_role))
         elif kind == "map":
-            if dest is not None or role is not None:
-                raise UnsupportedSchema("map in a read field")
-            self._compile_blocks(lambda: (self.emit(OP_STRING, -1), self.compile_type(t["values"], ns, None, None)))
-        else:  # {"type": <a union, a type or a type name>}
-            self.compile_type(kind, ns, dest, role)
+            self._compile_blocks(lambda: (self.emit(OP_STRING, -1), self.compile_type(node.children[0], None, None)))
+        elif kind == "enum":
+            self.emit(OP_ENUM, node.size)
+        elif kind == "fixed":
+            if node.size:
+                self.emit(OP_FIXED, node.size)
+        elif node.value_range is not None:
+            self.emit(OP_RANGE, *node.value_range)
+        elif kind != "null":  # null: nothing on the wire, the slot stays "null"
+            self.emit(self._primitive_op(kind, dest), dest[0] if dest is not None else -1)
 
     @staticmethod
     def _primitive_op(kind: str, dest: tuple[int, str] | None) -> int:
-        """Opcode reading a non-null primitive, checked against what its slot expects."""
-        want = dest[1] if dest is not None else None
-        allowed = {"int": (_KIND_FLOAT, _KIND_INT), "long": (_KIND_FLOAT, _KIND_INT),
-                   "float": (_KIND_FLOAT,), "double": (_KIND_FLOAT,),
-                   "string": (_KIND_STRING, _KIND_ISDIFFPOS)}.get(kind, ())
-        if want is not None and want not in allowed:
-            raise UnsupportedSchema(f"read field of type {kind} (expected {want})")
-        return OP_ISDIFFPOS if want == _KIND_ISDIFFPOS else _PRIMITIVE_OPS[kind]
+        return _STORE_OPS[dest[1]][kind] if dest is not None else _PRIMITIVE_OPS[kind]
 
-    def _compile_primitive(self, kind: str, dest: tuple[int, str] | None, role: str | None) -> None:
-        if kind == "null":
-            if role == _ROLE_POINT:
-                self.emit(OP_NULL_POINT)
-            return  # nothing on the wire; the slot stays "null"
-        if role is not None:
-            raise UnsupportedSchema(f"{kind} where a record or array is expected")
-        self.emit(self._primitive_op(kind, dest), dest[0] if dest is not None else -1)
-
-    def _compile_union(self, branches: list, ns: str | None, dest: tuple[int, str] | None, role: str | None) -> None:
-        kinds = [_plain_primitive(b, dest is not None) for b in branches]
-        if role is None and len(kinds) == 2 and kinds.count("null") == 1 and None not in kinds:
+    def _compile_union(self, node: Node, dest: tuple[int, str] | None, role: str | None) -> None:
+        kinds = [child.kind for child in node.children]
+        if len(kinds) == 2 and kinds.count("null") == 1 and all(map(_plain_primitive, node.children)):
             null_index = kinds.index("null")  # ["null", primitive], most ZTF fields: one instruction
             op = self._primitive_op(kinds[1 - null_index], dest)
             self.emit(OP_OPTIONAL, null_index, op, dest[0] if dest is not None else -1)
             return
-        table = self.emit(OP_UNION, len(branches), *([0] * len(branches)))
+        table = self.emit(OP_UNION, len(kinds), *([0] * len(kinds)))
         jumps = []
-        for k, branch in enumerate(branches):
+        for k, branch in enumerate(node.children):
             self.code[table + 2 + k] = len(self.code)
-            self.compile_type(branch, ns, dest, role)
+            self.compile_type(branch, dest, role)
             jumps.append(self.emit(OP_JUMP, 0))
         for at in jumps:
             self.code[at + 1] = len(self.code)
@@ -276,75 +212,32 @@ class _Compiler:
         self.emit(OP_BLOCKS_NEXT, body)
         self.code[begin + 1] = len(self.code)
 
-    def _compile_named(self, fullname: str, schema: dict, inner_ns: str | None,
-                       dest: tuple[int, str] | None, role: str | None) -> None:
-        kind = schema["type"]
-        if kind in ("enum", "fixed") and (dest is not None or role is not None):
-            raise UnsupportedSchema(f"{kind} in a read field")
-        if kind == "enum":
-            self.emit(OP_ENUM, len(schema["symbols"]))
-        elif kind == "fixed":
-            if not isinstance(schema["size"], int) or schema["size"] < 0:
-                raise UnsupportedSchema(f"bad fixed size {schema['size']!r}")
-            self.emit(OP_FIXED, schema["size"])
-        elif dest is not None or role == _ROLE_POINTS:
-            raise UnsupportedSchema("record where a value or array is expected")
-        elif fullname in self.expanding:
-            raise UnsupportedSchema(f"recursive record {fullname}")
-        else:
-            self.expanding.add(fullname)
-            self._compile_record_fields(schema, inner_ns, role)
-            self.expanding.discard(fullname)
-
-    def _compile_record_fields(self, schema: dict, ns: str | None, role: str | None) -> None:
+    def _compile_record_fields(self, node: Node, role: str | None) -> None:
         dests = {_ROLE_CANDIDATE: _CANDIDATE_DESTS, _ROLE_POINT: _POINT_DESTS}.get(role, {})
         if role == _ROLE_CANDIDATE:
             self.emit(OP_MARK_CANDIDATE)
         elif role == _ROLE_POINT:
             self.emit(OP_POINT_BEGIN)
-        for f in schema["fields"]:
-            self.compile_type(f["type"], ns, dests.get(f["name"]), None)
+        for name, child in zip(node.field_names, node.children):
+            self.compile_type(child, dests.get(name), None)
         if role == _ROLE_POINT:
             self.emit(OP_POINT_END)
 
-    def compile_top(self, schema: Any) -> CompiledSchema:
+    def compile_top(self, top: Node) -> CompiledSchema:
         """The program of the top-level alert record."""
-        if not isinstance(schema, dict) or schema.get("type") not in ("record", "error"):
-            raise UnsupportedSchema("top-level type is not a record")
-        fullname, ns = _split_name(schema["name"], schema.get("namespace"))
-        fields = schema["fields"]
-        needed = [i for i, f in enumerate(fields) if f["name"] in _TOP_DESTS or f["name"] in _TOP_ROLES]
-        self.expanding.add(fullname)
-        for i, f in enumerate(fields):
-            name = f["name"]
-            self.compile_type(f["type"], ns, _TOP_DESTS.get(name), _TOP_ROLES.get(name))
-            if self.stop_early and needed and i == needed[-1]:
-                self.emit(OP_STOP)
-                break
-        else:
-            self.emit(OP_END)
-        names = {f["name"] for f in fields}
-        return CompiledSchema(np.asarray(self.code, dtype=np.int64), "roid" in names, "cdsxmatch" in names)
+        for name, child in zip(top.field_names, top.children):
+            self.compile_type(child, _TOP_DESTS.get(name), _TOP_ROLES.get(name))
+        self.emit(OP_END)
+        return CompiledSchema(np.asarray(self.code, dtype=np.int64), "roid" in top.field_names,
+                              "cdsxmatch" in top.field_names)
 
 
-@lru_cache(maxsize=64)
-def compile_schema(schema_json: bytes, stop_early: bool = False) -> CompiledSchema:
-    """Compile a writer schema (JSON bytes) into its decoding program; cached per schema.
+def compile_schema(schema_json: bytes) -> CompiledSchema:
+    """Check (``alerts.schema.checked_schema``) and compile a writer schema.
 
-    ``stop_early`` ends the program after the last field t2 reads: the rest of the
-    record (the ~40 KB of cutouts) is not walked, so corruption there goes unnoticed.
-    Raises ``UnsupportedSchema`` for schemas outside what the program models.
+    Raises ``SchemaError`` with the reason every alert of this schema gets.
     """
-    try:
-        schema = json.loads(schema_json)
-    except ValueError as exc:
-        raise UnsupportedSchema(f"schema is not JSON: {exc}") from exc
-    try:
-        return _Compiler(schema, stop_early).compile_top(schema)
-    except UnsupportedSchema:
-        raise
-    except (KeyError, TypeError, AttributeError, ValueError, RecursionError) as exc:
-        raise UnsupportedSchema(f"malformed schema: {type(exc).__name__}: {exc}") from exc
+    return _Compiler().compile_top(checked_schema(schema_json).top)
 
 
 # --------------------------------------------------------------------------- interpreter
@@ -444,7 +337,7 @@ def _read_block_count(buf, pos, end):
         count = -count
         _, pos, status = _read_varint(buf, pos, end)
     if status == OK and count > end - pos:
-        return count, pos, ERR_BAD_COUNT  # only zero-size items could fit: left to fastavro
+        return count, pos, ERR_BAD_COUNT  # every item takes >= 1 byte (alerts.schema)
     return count, pos, status
 
 
@@ -458,12 +351,47 @@ def _little_endian(buf, pos, size):
 
 
 @_njit(inline=True)
-def _is_negative_subtraction(buf, start, size):
-    """(isdiffpos is "f" or "0", all bytes ASCII so fastavro's UTF-8 decoding cannot fail)."""
-    for k in range(size):
-        if buf[start + k] >= 0x80:
-            return False, False
-    return size == 1 and (buf[start] == 102 or buf[start] == 48), True
+def _valid_utf8(buf, start, size):
+    """True when ``size`` bytes at ``start`` are UTF-8 as strict as Python's decoder (no
+    overlong forms, no surrogates, nothing above U+10FFFF: Unicode 15, table 3-7)."""
+    pos = start
+    end = start + size
+    while pos < end:
+        lead = np.int64(buf[pos])
+        if lead < 0x80:
+            pos += 1
+            continue
+        if lead < 0xC2 or lead > 0xF4:
+            return False
+        more = 1 if lead < 0xE0 else (2 if lead < 0xF0 else 3)
+        if more > end - pos - 1:
+            return False
+        low, high = 0x80, 0xBF  # range of the second byte
+        if lead == 0xE0:
+            low = 0xA0
+        elif lead == 0xED:
+            high = 0x9F
+        elif lead == 0xF0:
+            low = 0x90
+        elif lead == 0xF4:
+            high = 0x8F
+        second = np.int64(buf[pos + 1])
+        if second < low or second > high:
+            return False
+        for k in range(2, more + 1):
+            if np.int64(buf[pos + k]) & 0xC0 != 0x80:
+                return False
+        pos += more + 1
+    return True
+
+
+@_njit(inline=True)
+def _read_string(buf, pos, end):
+    """A length-prefixed UTF-8 string: (length, start, status)."""
+    size, pos, status = _read_length(buf, pos, end)
+    if status == OK and not _valid_utf8(buf, pos, size):
+        status = ERR_BAD_UTF8
+    return size, pos, status
 
 
 @_njit(inline=True)
@@ -476,7 +404,10 @@ def _skip_primitive(op, buf, pos, end):
         if size > end - pos:
             return pos, ERR_TRUNCATED
         return pos + size, OK
-    if op == OP_STRING or op == OP_BYTES:
+    if op == OP_STRING:
+        size, pos, status = _read_string(buf, pos, end)
+        return pos + size, status
+    if op == OP_BYTES:
         size, pos, status = _read_length(buf, pos, end)
         return pos + size, status
     if op == OP_BOOL:
@@ -505,14 +436,12 @@ def _read_primitive(op, buf, pos, end):
             return pos, ERR_TRUNCATED, np.int64(0), 0.0, np.int64(0)
         return pos + 8, OK, np.int64(0), _float64_from_bits(_little_endian(buf, pos, 8)), np.int64(0)
     if op == OP_STRING or op == OP_ISDIFFPOS:
-        size, pos, status = _read_length(buf, pos, end)
+        size, pos, status = _read_string(buf, pos, end)
         if status != OK:
             return pos, status, np.int64(0), 0.0, np.int64(0)
         if op == OP_STRING:
             return pos + size, OK, pos, 0.0, size
-        negative, ascii_only = _is_negative_subtraction(buf, pos, size)
-        if not ascii_only:
-            return pos, ERR_NON_ASCII, np.int64(0), 0.0, np.int64(0)
+        negative = size == 1 and (buf[pos] == 102 or buf[pos] == 48)  # "f" or "0"
         return pos + size, OK, np.int64(negative), 0.0, size
     return pos, ERR_BAD_OPCODE, np.int64(0), 0.0, np.int64(0)
 
@@ -536,7 +465,7 @@ def _interpret(buf, pos, end, prog, row, a_state, a_f, a_i, a_len, p_state, p_f,
                 pc += 4
                 continue
             if index != 1 - prog[pc + 1]:
-                return ERR_BAD_UNION, npt
+                return (ERR_NEGATIVE_INDEX if index < 0 else ERR_BAD_UNION), npt
             value_op, slot = prog[pc + 2], prog[pc + 3]
             pc += 4
         elif op >= OP_BOOL and op <= OP_ISDIFFPOS:
@@ -547,7 +476,9 @@ def _interpret(buf, pos, end, prog, row, a_state, a_f, a_i, a_len, p_state, p_f,
             index, pos, status = _read_varint(buf, pos, end)
             if status != OK:
                 return status, npt
-            if index < 0 or index >= prog[pc + 1]:
+            if index < 0:
+                return ERR_NEGATIVE_INDEX, npt
+            if index >= prog[pc + 1]:
                 return ERR_BAD_UNION, npt
             pc = prog[pc + 2 + index]
             continue
@@ -607,7 +538,9 @@ def _interpret(buf, pos, end, prog, row, a_state, a_f, a_i, a_len, p_state, p_f,
             index, pos, status = _read_varint(buf, pos, end)
             if status != OK:
                 return status, npt
-            if index < 0 or index >= prog[pc + 1]:
+            if index < 0:
+                return ERR_NEGATIVE_INDEX, npt
+            if index >= prog[pc + 1]:
                 return ERR_BAD_ENUM, npt
             pc += 2
             continue
@@ -615,12 +548,16 @@ def _interpret(buf, pos, end, prog, row, a_state, a_f, a_i, a_len, p_state, p_f,
             a_state[row, S_CANDIDATE] = 1
             pc += 1
             continue
-        elif op == OP_NULL_POINT:
-            return ERR_NULL_POINT, npt
+        elif op == OP_RANGE:
+            value, pos, status = _read_varint(buf, pos, end)
+            if status != OK:
+                return status, npt
+            if value < prog[pc + 1] or value > prog[pc + 2]:
+                return ERR_OUT_OF_RANGE, npt
+            pc += 3
+            continue
         elif op == OP_END:
             return (OK if pos == end else ERR_TRAILING_BYTES), npt
-        elif op == OP_STOP:
-            return OK, npt
         else:
             return ERR_BAD_OPCODE, npt
         # -- one primitive value: skip it, or store it into its slot
@@ -644,16 +581,22 @@ def _interpret(buf, pos, end, prog, row, a_state, a_f, a_i, a_len, p_state, p_f,
 
 
 @_njit(inline=True)
-def _missing_field(row, a_state):
-    """The ``missing_field:`` status of a decoded record (same order as records_to_batch)."""
+def _check_fields(row, a_state, a_i):
+    """The ``missing_field:``/``invalid_field:`` status of a decoded record (the order of
+    batch.record_problem); the alert id is the top-level candid, else candidate.candid."""
     if a_state[row, S_CANDIDATE] == 0:
         return MISSING_CANDIDATE
     if a_state[row, S_JD] == 0:
         return MISSING_JD
     if a_state[row, S_FID] == 0:
         return MISSING_FID
+    if a_state[row, S_CANDID] == 0 and a_state[row, S_CANDIDATE_CANDID] != 0:
+        a_state[row, S_CANDID] = 1
+        a_i[row, S_CANDID] = a_i[row, S_CANDIDATE_CANDID]
     if a_state[row, S_CANDID] == 0:
         return MISSING_CANDID
+    if a_i[row, S_CANDID] < 0:
+        return INVALID_CANDID
     return OK
 
 
@@ -666,7 +609,7 @@ def _run_program(buf, starts, ends, first, stop, prog, a_state, a_f, a_i, a_len,
     ``pt_offsets[r]:pt_offsets[r + 1]``; ``pt_offsets[first]`` must be set). Returns
     ``stop``, or the alert to resume at once the point arrays have grown.
     """
-    stack = np.empty(MAX_DEPTH, np.int64)
+    stack = np.empty(MAX_DEPTH, np.int64)  # open arrays/maps: fewer than the schema's nesting
     cap = p_state.shape[0]
     for row in range(first, stop):
         start_pt = pt_offsets[row]
@@ -676,7 +619,7 @@ def _run_program(buf, starts, ends, first, stop, prog, a_state, a_f, a_i, a_len,
         if code == NEED_CAPACITY:
             return row
         if code == OK:
-            code = _missing_field(row, a_state)
+            code = _check_fields(row, a_state, a_i)
         if code == OK and a_state[row, S_MAG] != 0:
             if npt >= cap:
                 return row
@@ -695,51 +638,53 @@ def _run_program(buf, starts, ends, first, stop, prog, a_state, a_f, a_i, a_len,
 # --------------------------------------------------------------------------- framing
 
 
+@lru_cache(maxsize=64)
+def _plan(schema_json: bytes) -> CompiledSchema | str:
+    """The program of a writer schema, or the reason none of its alerts can be decoded (cached)."""
+    try:
+        return compile_schema(schema_json)
+    except SchemaError as exc:
+        return str(exc)
+
+
 @dataclass(frozen=True)
 class _Header:
-    """A container header seen before: its bytes up to the sync marker and its program."""
+    """An uncompressed container header seen before: its bytes up to the sync marker and its plan."""
 
     prefix: bytes
-    compiled: CompiledSchema | None  # None: not decodable here (codec, schema)
+    plan: CompiledSchema | str
 
 
 class _HeaderCache:
-    """Recently seen container headers; a payload matches one by a plain prefix compare."""
+    """Recently seen headers of null-codec containers; a payload matches one by a prefix compare
+    (a ZTF header is ~22 KB of schema JSON: parsing it per message would cost more than decoding)."""
 
-    def __init__(self, stop_early: bool, size: int = 16):
-        self._stop_early = stop_early
+    def __init__(self, size: int = 16):
         self._size = size
         self._entries: tuple[_Header, ...] = ()
         self._lock = threading.Lock()
 
     def find(self, payload: bytes) -> _Header | None:
-        """The header ``payload`` starts with; None when its framing is not parseable."""
+        """The header ``payload`` starts with; None when it is not a null-codec container."""
         for entry in self._entries:
             if payload.startswith(entry.prefix):
                 return entry
         return self._learn(payload)
 
     def _learn(self, payload: bytes) -> _Header | None:
-        """Parse a new header (and compile its schema) the way the fastavro path would."""
         try:
             container = parse_container(payload)
-            if container.codec == "null":
-                _parsed_schemas(container.schema_json)  # a schema fastavro rejects stays on its path
-        except Exception:  # untrusted bytes: the fastavro path reports this payload's reason
+        except ContainerError:
+            return None  # single_record gives this payload's reason
+        if container.codec != "null":
             return None
-        compiled = None
-        if container.codec == "null":
-            try:
-                compiled = compile_schema(container.schema_json, self._stop_early)
-            except UnsupportedSchema:
-                compiled = None  # decoded by fastavro, like any schema this compiler does not model
-        entry = _Header(payload[: container.header_size - SYNC_SIZE], compiled)
+        entry = _Header(payload[: container.header_size - SYNC_SIZE], _plan(container.schema_json))
         with self._lock:
             self._entries = ((entry,) + self._entries)[: self._size]
         return entry
 
 
-_HEADERS = {False: _HeaderCache(False), True: _HeaderCache(True)}
+_HEADERS = _HeaderCache()
 
 
 def _single_record_body(payload: bytes, header: _Header) -> tuple[int, int] | None:
@@ -752,34 +697,52 @@ def _single_record_body(payload: bytes, header: _Header) -> tuple[int, int] | No
     except ContainerError:
         return None
     end = pos + size
-    if count != 1 or size < 0 or end + SYNC_SIZE != len(payload) or payload[end:] != sync:
+    if count != 1 or not 0 <= size <= MAX_BLOCK_BYTES or end + SYNC_SIZE != len(payload) or payload[end:] != sync:
         return None
     return pos, end
 
 
+def _locate(payload: bytes) -> tuple[CompiledSchema | str, bytes, int, int]:
+    """(plan, buffer, start, end) of the record of a one-alert container: the usual ZTF packet by
+    a header-prefix match, any other shape (deflate, unknown header) by parsing it."""
+    header = _HEADERS.find(payload)
+    body = _single_record_body(payload, header) if header is not None else None
+    if body is not None:
+        return header.plan, payload, body[0], body[1]
+    container, record = single_record(payload)  # raises ContainerError with the reason
+    return _plan(container.schema_json), record, 0, len(record)
+
+
 @dataclass
 class _Framed:
-    """Payloads grouped by compiled schema, and the rows left to the fastavro path."""
+    """Payloads grouped by compiled schema, and the reasons of those that cannot be decoded."""
 
     groups: dict[int, tuple[CompiledSchema, list[tuple[int, bytes, int, int]]]]
-    fallback: list[int]
+    errors: dict[int, str]
 
 
-def _frame_all(payloads: Sequence[bytes | None], stop_early: bool) -> _Framed:
-    """Locate each payload's record body and compiled schema (or send it to fastavro)."""
-    framed = _Framed({}, [])
-    cache = _HEADERS[stop_early]
+def _frame_all(payloads: Sequence[bytes | None], writer_schema_json: bytes | None) -> _Framed:
+    """Locate each payload's record body and compiled schema, or its error reason."""
+    framed = _Framed({}, {})
     for row, payload in enumerate(payloads):
-        if not isinstance(payload, (bytes, bytearray)) or not payload:
-            framed.fallback.append(row)
+        problem = payload_problem(payload)
+        if problem is not None:
+            framed.errors[row] = problem
             continue
-        header = cache.find(payload)
-        body = _single_record_body(payload, header) if header is not None and header.compiled is not None else None
-        if body is None:
-            framed.fallback.append(row)
+        try:
+            if writer_schema_json is None:
+                plan, buffer, start, end = _locate(payload)
+            else:
+                plan, buffer, start, end = _plan(writer_schema_json), payload, 0, len(payload)
+                if end > MAX_BLOCK_BYTES:
+                    raise ContainerError(f"record larger than {MAX_BLOCK_BYTES} bytes")
+        except ContainerError as exc:
+            framed.errors[row] = f"avro_decode: {exc}"
             continue
-        group = framed.groups.setdefault(id(header.compiled), (header.compiled, []))
-        group[1].append((row, payload, body[0], body[1]))
+        if isinstance(plan, str):
+            framed.errors[row] = plan
+            continue
+        framed.groups.setdefault(id(plan), (plan, []))[1].append((row, buffer, start, end))
     return framed
 
 
@@ -861,16 +824,11 @@ class _GroupDecoder:
         self._decode_strings(view, first, stop)
 
     def _decode_strings(self, view: memoryview, first: int, stop: int) -> None:
-        """objectId/cdsxmatch to str while the chunk is in the buffer; bad UTF-8: fastavro path."""
+        """objectId/cdsxmatch to str while the chunk is in the buffer (the kernel checked the UTF-8)."""
         for k in range(first, stop):
-            if self.status[k] >= FALLBACK:
-                continue
-            try:
+            if self.status[k] == OK:
                 self.object_id[k] = self._string(view, k, S_OBJECTID)
                 self.cdsxmatch[k] = self._string(view, k, S_XMATCH)
-            except UnicodeDecodeError:
-                self.status[k] = ERR_BAD_UTF8
-                self.object_id[k] = self.cdsxmatch[k] = None
 
     def _string(self, view: memoryview, k: int, slot: int) -> str | None:
         if not self.a_state[k, slot]:
@@ -878,51 +836,57 @@ class _GroupDecoder:
         start = self.a_i[k, slot]
         return str(view[start : start + self.a_len[k, slot]], "utf-8")
 
-    def batch(self, keep: np.ndarray) -> AlertBatch:
-        """The AlertBatch of the alerts with ``keep`` (decoded here, maybe with a missing field)."""
-        ok = keep & (self.status == OK)
-        counts = np.diff(self.pt_offsets)
-        points = np.repeat(keep, counts)  # kept alerts' points (others wrote none, or are dropped)
-        offsets = np.zeros(int(keep.sum()) + 1, dtype=np.int64)
-        np.cumsum(counts[keep], out=offsets[1:])
+    def _reason(self, k: int) -> str | None:
+        """The error reason of alert ``k`` (None when it decoded)."""
+        code = int(self.status[k])
+        if code == OK:
+            return None
+        if code == INVALID_CANDID:
+            return invalid_candid(int(self.a_i[k, S_CANDID]))
+        if code in MISSING_FIELD_ERRORS:
+            return MISSING_FIELD_ERRORS[code]
+        return f"avro_decode: {DECODE_ERRORS[code]}"
+
+    def batch(self) -> AlertBatch:
+        """The AlertBatch of the group (error rows carry their reason and no values)."""
+        ok = self.status == OK
+        n_points = int(self.pt_offsets[-1])
 
         def scalar(slot: int) -> np.ndarray:
-            return np.where(ok & (self.a_state[:, slot] != 0), self.a_f[:, slot], np.nan)[keep]
+            return np.where(ok & (self.a_state[:, slot] != 0), self.a_f[:, slot], np.nan)
 
         def point_column(slot: int, values: np.ndarray, missing: float | int) -> np.ndarray:
-            return np.where(self.p_state[: len(points), slot] != 0, values[: len(points), slot], missing)[points]
+            return np.where(self.p_state[:n_points, slot] != 0, values[:n_points, slot], missing)
 
-        rows = np.flatnonzero(keep)
+        n = len(self.status)
+        records = bool((self.status < FIRST_DECODE_ERROR).any())  # Fink columns exist when some record does
         roid = None
-        if self.compiled.has_roid and len(rows):
-            roid = np.where(ok & (self.a_state[:, S_ROID] != 0), self.a_i[:, S_ROID], -1)[keep]
-        errors = [MISSING_FIELD_ERRORS.get(int(code)) for code in self.status[rows]]
+        if self.compiled.has_roid and records:
+            roid = np.where(ok & (self.a_state[:, S_ROID] != 0), self.a_i[:, S_ROID], -1)
         return AlertBatch(
-            object_id=[self.object_id[r] if ok[r] else None for r in rows],
-            candid=np.where(ok, self.a_i[:, S_CANDID], -1)[keep],
-            error=errors,
+            object_id=[self.object_id[r] if ok[r] else None for r in range(n)],
+            candid=np.where(ok, self.a_i[:, S_CANDID], -1),
+            error=[self._reason(k) for k in range(n)],
             jdstarthist=scalar(S_JDSTARTHIST), rb=scalar(S_RB), nbad=scalar(S_NBAD), ssdistnr=scalar(S_SSDISTNR),
-            candidate_fid=np.where(ok, self.a_i[:, S_FID], -1)[keep],
+            candidate_fid=np.where(ok, self.a_i[:, S_FID], -1),
             roid=roid,
-            cdsxmatch=[self.cdsxmatch[r] if ok[r] else None for r in rows]
-            if self.compiled.has_cdsxmatch and len(rows) else None,
-            offsets=offsets,
+            cdsxmatch=[self.cdsxmatch[r] if ok[r] else None for r in range(n)]
+            if self.compiled.has_cdsxmatch and records else None,
+            offsets=self.pt_offsets.copy(),
             hist_jd=point_column(S_JD, self.p_f, np.nan),
             hist_fid=point_column(S_FID, self.p_i, -1),
-            hist_mag=self.p_f[: len(points), S_MAG][points].copy(),
+            hist_mag=self.p_f[:n_points, S_MAG].copy(),
             hist_magerr=point_column(S_MAGERR, self.p_f, np.nan),
-            hist_negative=((self.p_state[: len(points), S_NEG] != 0) & (self.p_i[: len(points), S_NEG] == 1))[points],
+            hist_negative=(self.p_state[:n_points, S_NEG] != 0) & (self.p_i[:n_points, S_NEG] == 1),
         )
 
 
-def _decode_group(compiled: CompiledSchema, items: list[tuple[int, bytes, int, int]]) -> tuple[np.ndarray, AlertBatch, list[int]]:
-    """(rows decoded here, their AlertBatch, rows for the fastavro path) of one schema group."""
+def _decode_group(compiled: CompiledSchema, items: list[tuple[int, bytes, int, int]]) -> tuple[np.ndarray, AlertBatch]:
+    """(rows, their AlertBatch) of one schema group."""
     decoder = _GroupDecoder(compiled, len(items))
     for first, stop in _chunks(items):
         decoder.run_chunk(items, first, stop)
-    keep = decoder.status < FALLBACK
-    rows = np.array([row for row, _, _, _ in items], dtype=np.int64)
-    return rows[keep], decoder.batch(keep), rows[~keep].tolist()
+    return np.array([row for row, _, _, _ in items], dtype=np.int64), decoder.batch()
 
 
 def _merge(n: int, parts: list[tuple[np.ndarray, AlertBatch]]) -> AlertBatch:
@@ -971,31 +935,24 @@ def enabled() -> bool:
     return numba is not None and os.environ.get("FINK_T2_FAST_AVRO", "1") != "0"
 
 
-def decode_container_payloads(payloads: Sequence[bytes | None], *, stop_early: bool = False,
+def decode_container_payloads(payloads: Sequence[bytes | None], writer_schema_json: bytes | None = None, *,
                               stats: dict[str, int] | None = None) -> AlertBatch:
-    """Decode Kafka message values (one Avro container alert each) into an ``AlertBatch``.
+    """Decode Kafka message values (one alert each) into an ``AlertBatch``; never raises.
 
-    Equal to the fastavro path of ``alerts.decode_payloads``; payloads this decoder does
-    not handle go through ``alerts.decode_one`` one by one. ``stop_early`` skips walking
-    the record after the last field read (faster, but corrupt cutouts are not detected).
-    ``stats``, when given, receives the counts of payloads decoded here ("compiled") and
-    sent to fastavro ("fallback").
+    Each payload is an Avro container with one record (codec null or deflate), or with
+    ``writer_schema_json`` a schemaless record. A payload that cannot be decoded is an error
+    row with its reason. ``stats``, when given, receives the counts of payloads run through
+    a program ("compiled") and refused before (framing or schema: "rejected").
     """
     if numba is None:
         raise RuntimeError("fink_t2.alerts.compiled needs numba (pip install numba)")
-    framed = _frame_all(payloads, stop_early)
-    parts: list[tuple[np.ndarray, AlertBatch]] = []
-    fallback = framed.fallback
-    for compiled, items in framed.groups.values():
-        rows, batch, failed = _decode_group(compiled, items)
-        parts.append((rows, batch))
-        fallback.extend(failed)
-    if fallback:
-        fallback.sort()
-        decoded = [decode_one(payloads[row]) for row in fallback]
-        batch = records_to_batch([record for record, _ in decoded], [error for _, error in decoded])
-        parts.append((np.asarray(fallback, dtype=np.int64), batch))
+    framed = _frame_all(payloads, writer_schema_json)
+    parts = [_decode_group(compiled, items) for compiled, items in framed.groups.values()]
+    if framed.errors:
+        rows = sorted(framed.errors)
+        parts.append((np.asarray(rows, dtype=np.int64), records_to_batch([None] * len(rows),
+                                                                            [framed.errors[r] for r in rows])))
     if stats is not None:
-        stats["compiled"] = stats.get("compiled", 0) + len(payloads) - len(fallback)
-        stats["fallback"] = stats.get("fallback", 0) + len(fallback)
+        stats["compiled"] = stats.get("compiled", 0) + len(payloads) - len(framed.errors)
+        stats["rejected"] = stats.get("rejected", 0) + len(framed.errors)
     return _merge(len(payloads), parts)

@@ -9,10 +9,16 @@ Spec: Apache Avro 1.11 specification, "Object Container Files".
 """
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass
 
 MAGIC = b"Obj\x01"
 SYNC_SIZE = 16
+#: the codecs every Avro implementation must support; others are refused (not decompressed).
+CODECS = ("null", "deflate")
+#: largest (decompressed) data block, bytes: bounds the memory and time per message.
+#: A ZTF alert record is ~44-65 KB.
+MAX_BLOCK_BYTES = 1 << 20
 
 
 class ContainerError(ValueError):
@@ -106,7 +112,7 @@ def parse_container(buf: bytes) -> Container:
     header_size = pos + SYNC_SIZE
     return Container(
         schema_json=meta["avro.schema"],
-        codec=meta.get("avro.codec", b"null").decode() or "null",
+        codec=meta.get("avro.codec", b"null").decode("utf-8", "replace"),  # absent means null; "" is no codec
         sync=sync,
         header_size=header_size,
         blocks=tuple(_iter_blocks(buf, header_size, sync)),
@@ -135,3 +141,52 @@ def build_single_record_container(schema_json: bytes, sync: bytes, record: bytes
     header += encode_long(0) + sync
     block = encode_long(1) + encode_long(len(record)) + record + sync
     return bytes(header) + block
+
+
+def block_bytes(codec: str, data: bytes, max_bytes: int = MAX_BLOCK_BYTES) -> bytes:
+    """The records' bytes of one block: ``data`` decompressed, at most ``max_bytes``.
+
+    Raises ``ContainerError`` for other codecs than ``CODECS``, corrupt or truncated deflate
+    data, and blocks larger than ``max_bytes`` (the inflater stops there: a small hostile
+    block cannot expand to gigabytes).
+    """
+    if codec not in CODECS:
+        raise ContainerError(f"unsupported codec {codec[:40]!r} (supported: {', '.join(CODECS)})")
+    if codec == "null":
+        if len(data) > max_bytes:
+            raise ContainerError(f"data block larger than {max_bytes} bytes")
+        return data
+    inflater = zlib.decompressobj(-zlib.MAX_WBITS)  # raw deflate (RFC 1951), as the spec says
+    try:
+        out = inflater.decompress(data, max_bytes + 1)
+    except zlib.error as exc:
+        raise ContainerError(f"corrupt deflate block ({exc})") from exc
+    if len(out) > max_bytes:
+        raise ContainerError(f"deflate block inflates to more than {max_bytes} bytes")
+    if not inflater.eof:
+        raise ContainerError("truncated deflate block")
+    return out
+
+
+def single_record(payload: bytes) -> tuple[Container, bytes]:
+    """The container and the (decompressed) bytes of its one record: a one-alert message.
+
+    Raises ``ContainerError`` for bad framing, a codec not in ``CODECS``, an oversized
+    block, or any other count of records or blocks than one.
+    """
+    container = parse_container(payload)
+    blocks = container.blocks
+    if len(blocks) != 1 or blocks[0].count != 1:
+        records = sum(block.count for block in blocks)
+        raise ContainerError(f"expected 1 record per message, found {records} in {len(blocks)} blocks")
+    return container, block_bytes(container.codec, blocks[0].data)
+
+
+def payload_problem(payload: object) -> str | None:
+    """The reason a Kafka message value is no alert before any decoding (null, empty, not
+    bytes), or None."""
+    if payload is None or (isinstance(payload, (bytes, bytearray)) and len(payload) == 0):
+        return "empty_message"
+    if not isinstance(payload, (bytes, bytearray)):
+        return f"avro_decode: message value is {type(payload).__name__}, not bytes"
+    return None

@@ -20,7 +20,7 @@ from typing import Any
 
 import fastavro
 
-from fink_t2.alerts.container import build_single_record_container, parse_container
+from fink_t2.alerts.container import ContainerError, build_single_record_container, single_record
 
 ENRICHED_SCHEMA_VERSION = "1.0"
 
@@ -99,18 +99,15 @@ def encode_t2_fields(result: Mapping[str, Any]) -> bytes:
 def enrich_alert(payload: bytes, result: Mapping[str, Any]) -> bytes:
     """The enriched alert container: the original alert record + the t2 fields.
 
-    ``result`` holds the ``classify`` output columns of this alert.
+    ``result`` holds the ``classify`` output columns of this alert. The container is always
+    written uncompressed; a deflate alert is inflated (at most ``MAX_BLOCK_BYTES``).
     """
-    container = parse_container(payload)
+    try:
+        container, record = single_record(payload)  # decompressed when the codec is deflate
+    except ContainerError as exc:
+        raise EnrichError(f"not a one-alert container: {exc}") from exc
     schema_json = enriched_schema_json(container.schema_json)
-    if container.codec == "null" and len(container.blocks) == 1 and container.blocks[0].count == 1:
-        return build_single_record_container(schema_json, container.sync, container.blocks[0].data + encode_t2_fields(result))
-    records = list(fastavro.reader(io.BytesIO(payload)))
-    if len(records) != 1:
-        raise EnrichError(f"expected one alert per message, found {len(records)}")
-    out = io.BytesIO()
-    fastavro.writer(out, fastavro.parse_schema(json.loads(schema_json)), [records[0] | _t2_values(result)])
-    return out.getvalue()
+    return build_single_record_container(schema_json, container.sync, record + encode_t2_fields(result))
 
 
 def score_message(result: Mapping[str, Any]) -> bytes:

@@ -7,6 +7,8 @@ import json
 import fastavro
 import pytest
 
+from fink_t2.alerts.container import build_single_record_container, parse_container
+from fink_t2.alerts.decode import decode_payloads
 from fink_t2.science.classify import classify
 from fink_t2.kafka.messages import ENRICHED_SCHEMA_VERSION, EnrichError, deadletter_message, enrich_alert, score_message
 
@@ -41,7 +43,7 @@ def test_enriched_message_is_the_alert_plus_t2_fields(classified):
             assert record["t2_class"] is None and record["t2_probs"] is None and record["t2_snia"] is None
 
 
-def test_enrich_multi_block_container_falls_back_to_reencoding():
+def test_enrich_deflate_container_reframes_the_inflated_record():
     payload = (SAMPLE_ALERTS / "fink-client_datatest" / "ZTF19acihgng.avro").read_bytes()
     record = next(fastavro.reader(io.BytesIO(payload)))
     out = io.BytesIO()
@@ -51,6 +53,48 @@ def test_enrich_multi_block_container_falls_back_to_reencoding():
     assert enriched["candid"] == record["candid"] and enriched["t2_status"] == "cut:bad_quality"
     with pytest.raises(EnrichError):
         enrich_alert(enrich_alert(payload, row), row)  # already enriched
+
+
+def _plain(t):
+    """The type ``t`` with its logical types dropped (the same bytes on the wire)."""
+    if isinstance(t, list):
+        return [_plain(b) for b in t]
+    return t["type"] if isinstance(t, dict) and "logicalType" in t else t
+
+
+def _fink_alert_with_timestamp(micros: int) -> bytes:
+    """A Fink alert (its ``timestamp`` is a timestamp-micros long, a field t2 skips) as one message."""
+    payload = (SAMPLE_ALERTS / "fink-client_datatest" / "avro_multi_alerts.avro").read_bytes()
+    container = parse_container(payload)
+    schema = json.loads(container.schema_json)
+    record = next(fastavro.reader(io.BytesIO(payload)))
+    schema["fields"] = [f | {"type": _plain(f["type"])} if f["name"] == "timestamp" else f for f in schema["fields"]]
+    body = io.BytesIO()
+    fastavro.schemaless_writer(body, fastavro.parse_schema(schema), record | {"timestamp": micros})
+    return build_single_record_container(container.schema_json, container.sync, body.getvalue())
+
+
+def test_logical_type_values_out_of_range_are_not_enriched():
+    """Issue 10 item 5: every enriched message must be readable by fastavro, which converts
+    timestamps to datetime (years 1-9999): one out of that range is a decode error instead."""
+    readable = _fink_alert_with_timestamp(1_600_000_000_000_000)
+    beyond = _fink_alert_with_timestamp(253402300800000000)  # 10000-01-01
+    batch = decode_payloads([readable, beyond])
+    assert batch.error == [None, "avro_decode: value out of the range of its logical type"]
+    with pytest.raises(OverflowError):
+        list(fastavro.reader(io.BytesIO(beyond)))
+    row = {"t2_status": "cut:bad_quality", "t2_model": "m", "candid": int(batch.candid[0])}
+    (enriched,) = list(fastavro.reader(io.BytesIO(enrich_alert(readable, row))))
+    assert enriched["timestamp"].year == 2020 and enriched["t2_status"] == "cut:bad_quality"
+
+
+def test_enrich_refuses_what_decoding_refuses():
+    payload = (SAMPLE_ALERTS / "fink-client_datatest" / "ZTF19acihgng.avro").read_bytes()
+    reader = fastavro.reader(io.BytesIO(payload))
+    out = io.BytesIO()
+    fastavro.writer(out, reader.writer_schema, list(reader), codec="bzip2")
+    with pytest.raises(EnrichError, match="unsupported codec 'bzip2'"):
+        enrich_alert(out.getvalue(), {"t2_status": "ok", "t2_model": "m"})
 
 
 def test_score_and_deadletter_messages():
