@@ -278,6 +278,19 @@ class ModelConf(Section):
     num_threads: int = key(1, at_least(1))
 
 
+@dataclass(frozen=True)
+class CutsConf(Section):
+    """Selection cuts with settings (``fink_t2.science.lightcurve``). The stellar-counterpart cut
+    applies when an alert has no Fink ``cdsxmatch``: a PS1 source within
+    ``stellar_max_distpsnr1_arcsec`` (ZTF ``distpsnr1``, arcsec) whose star/galaxy score
+    ``sgscore1`` is at least ``stellar_min_sgscore1`` (1 = star) makes the alert a variable star."""
+
+    SECTION: ClassVar[str] = "cuts"
+    stellar_counterpart: bool = key(True)
+    stellar_min_sgscore1: float = key(0.9, between(0.0, 1.0))
+    stellar_max_distpsnr1_arcsec: float = key(1.0, at_least(0.0))
+
+
 def _duplicates(what: str, values: list[str]) -> list[str]:
     repeated = sorted({v for v in values if values.count(v) > 1})
     return [f"[output] {what} {v!r} is used more than once" for v in repeated]
@@ -291,6 +304,7 @@ class Config:
     checkpoint: CheckpointConf = field(default_factory=CheckpointConf)
     spark: SparkConf = field(default_factory=SparkConf)
     model: ModelConf = field(default_factory=ModelConf)
+    cuts: CutsConf = field(default_factory=CutsConf)
 
     def __post_init__(self) -> None:
         pattern = re.compile(self.input.subscribe_pattern)
@@ -317,7 +331,8 @@ class Config:
 
 # ---------------------------------------------------------------------------------- loading
 _SECTIONS: dict[str, type[Section]] = {"kafka": KafkaConf, "input": InputConf, "output": OutputConf,
-                                       "checkpoint": CheckpointConf, "spark": SparkConf, "model": ModelConf}
+                                       "checkpoint": CheckpointConf, "spark": SparkConf, "model": ModelConf,
+                                       "cuts": CutsConf}
 
 
 def _build(cls: type[Section], values: Any, problems: list[str], where: str) -> Any:

@@ -25,7 +25,10 @@ KIND_PYTHON_TYPES: dict[str, tuple[type, ...]] = {FLOAT: (int, float), INT: (int
 CANDIDATE_KINDS: dict[str, str] = {
     "jd": FLOAT, "fid": INT, "magpsf": FLOAT, "sigmapsf": FLOAT, "isdiffpos": STRING, "rb": FLOAT,
     "nbad": FLOAT, "jdstarthist": FLOAT, "ssdistnr": FLOAT, "candid": INT,
+    "sgscore1": FLOAT, "distpsnr1": FLOAT,
 }
+#: candidate scalars kept as float64 columns of the batch (NaN when null or absent)
+CANDIDATE_SCALARS: tuple[str, ...] = ("jdstarthist", "rb", "nbad", "ssdistnr", "sgscore1", "distpsnr1")
 #: fields kept per history point (candidate and prv_candidates).
 HISTORY_KINDS: dict[str, str] = {"jd": FLOAT, "fid": INT, "magpsf": FLOAT, "sigmapsf": FLOAT, "isdiffpos": STRING}
 #: top-level scalar fields; ``roid`` and ``cdsxmatch`` are Fink-added columns used by the cuts when present.
@@ -65,6 +68,8 @@ class AlertBatch:
     hist_magerr: np.ndarray  # float64 sigmapsf
     hist_negative: np.ndarray  # bool, isdiffpos f/0
     extras: dict[str, Any] = field(default_factory=dict)
+    sgscore1: np.ndarray | None = None  # float64 PS1 star/galaxy score of the closest source (1 = star), NaN when none
+    distpsnr1: np.ndarray | None = None  # float64 arcsec to the closest PS1 source, NaN/negative when none
 
     def __len__(self) -> int:
         return len(self.object_id)
@@ -153,7 +158,7 @@ def records_to_batch(records: Sequence[dict | None], errors: Sequence[str | None
     errors = list(errors) if errors is not None else [None] * n
     object_id: list[str | None] = [None] * n
     candid = np.full(n, -1, dtype=np.int64)
-    scalars = {name: np.full(n, np.nan) for name in ("jdstarthist", "rb", "nbad", "ssdistnr")}
+    scalars = {name: np.full(n, np.nan) for name in CANDIDATE_SCALARS}
     candidate_fid = np.full(n, -1, dtype=np.int64)
     has_roid = any(r is not None and "roid" in r for r in records)
     has_xmatch = any(r is not None and "cdsxmatch" in r for r in records)
@@ -187,6 +192,7 @@ def records_to_batch(records: Sequence[dict | None], errors: Sequence[str | None
         object_id=object_id, candid=candid, error=errors,
         jdstarthist=scalars["jdstarthist"], rb=scalars["rb"], nbad=scalars["nbad"],
         ssdistnr=scalars["ssdistnr"], candidate_fid=candidate_fid, roid=roid, cdsxmatch=cdsxmatch,
+        sgscore1=scalars["sgscore1"], distpsnr1=scalars["distpsnr1"],
         offsets=offsets,
         hist_jd=np.array([_float(p.get("jd")) for p in hist], dtype=np.float64),
         hist_fid=np.array([p.get("fid") if p.get("fid") is not None else -1 for p in hist], dtype=np.int64),

@@ -30,6 +30,7 @@ from functools import lru_cache
 import numpy as np
 
 from fink_t2.alerts.batch import (
+    CANDIDATE_SCALARS,
     CANDIDATE_KINDS, FLOAT, HISTORY_KINDS, INT, STRING, TOP_KINDS, AlertBatch, invalid_candid, records_to_batch,
 )
 from fink_t2.alerts.container import (
@@ -49,14 +50,16 @@ except ImportError:  # the fastavro path stays available without numba
 S_JD, S_FID, S_MAG, S_MAGERR, S_NEG = 0, 1, 2, 3, 4
 S_RB, S_NBAD, S_JDSTARTHIST, S_SSDISTNR, S_CANDIDATE_CANDID = 5, 6, 7, 8, 9
 S_CANDID, S_OBJECTID, S_ROID, S_XMATCH, S_CANDIDATE = 10, 11, 12, 13, 14
-N_ALERT_SLOTS = 15
+S_SGSCORE1, S_DISTPSNR1 = 15, 16
+N_ALERT_SLOTS = 17
 N_POINT_SLOTS = 5
 POINT_BASE = 32  # slot >= POINT_BASE: per-point slot (slot - POINT_BASE) of the current point
 
 _ISDIFFPOS = "isdiffpos"  # a string slot that stores 1 for a negative subtraction
 _POINT_SLOTS = {"jd": S_JD, "fid": S_FID, "magpsf": S_MAG, "sigmapsf": S_MAGERR, "isdiffpos": S_NEG}
 _CANDIDATE_SLOTS = _POINT_SLOTS | {"rb": S_RB, "nbad": S_NBAD, "jdstarthist": S_JDSTARTHIST,
-                                   "ssdistnr": S_SSDISTNR, "candid": S_CANDIDATE_CANDID}
+                                   "ssdistnr": S_SSDISTNR, "candid": S_CANDIDATE_CANDID,
+                                   "sgscore1": S_SGSCORE1, "distpsnr1": S_DISTPSNR1}
 _TOP_SLOTS = {"candid": S_CANDID, "objectId": S_OBJECTID, "roid": S_ROID, "cdsxmatch": S_XMATCH}
 
 
@@ -868,6 +871,7 @@ class _GroupDecoder:
             candid=np.where(ok, self.a_i[:, S_CANDID], -1),
             error=[self._reason(k) for k in range(n)],
             jdstarthist=scalar(S_JDSTARTHIST), rb=scalar(S_RB), nbad=scalar(S_NBAD), ssdistnr=scalar(S_SSDISTNR),
+            sgscore1=scalar(S_SGSCORE1), distpsnr1=scalar(S_DISTPSNR1),
             candidate_fid=np.where(ok, self.a_i[:, S_FID], -1),
             roid=roid,
             cdsxmatch=[self.cdsxmatch[r] if ok[r] else None for r in range(n)]
@@ -902,12 +906,14 @@ def _merge(n: int, parts: list[tuple[np.ndarray, AlertBatch]]) -> AlertBatch:
     has_xmatch = any(b.cdsxmatch is not None for _, b in parts)
     cdsxmatch: list[str | None] | None = [None] * n if has_xmatch else None
     columns = {"candid": np.full(n, -1, dtype=np.int64), "candidate_fid": np.full(n, -1, dtype=np.int64)}
-    columns |= {name: np.full(n, np.nan) for name in ("jdstarthist", "rb", "nbad", "ssdistnr")}
+    columns |= {name: np.full(n, np.nan) for name in CANDIDATE_SCALARS}
     roid = np.full(n, -1, dtype=np.int64) if has_roid else None
     counts = np.zeros(n, dtype=np.int64)
     for rows, batch in parts:
         for name, column in columns.items():
-            column[rows] = getattr(batch, name)
+            values = getattr(batch, name)
+            if values is not None:  # a batch built without the optional candidate columns keeps NaN
+                column[rows] = values
         if roid is not None and batch.roid is not None:
             roid[rows] = batch.roid
         for j, row in enumerate(rows.tolist()):

@@ -24,6 +24,7 @@ except ImportError:  # numba missing: the numpy GP computes the same fits
     gp_compiled = None
 from fink_t2.alerts.batch import AlertBatch
 from fink_t2.alerts.decode import decode_payloads
+from fink_t2.config import CutsConf
 from fink_t2.contract import BANDS, CLASS_NAMES, ZTF_WAVELENGTH_A
 from fink_t2.science.lightcurve import LightCurves, build_light_curves, cut_reasons
 from fink_t2.science.model import T2Model, load_model
@@ -75,10 +76,10 @@ def run_gp(lcs: LightCurves, wavelengths: list[float], grid: np.ndarray | None =
     return grid, (np.concatenate(means) if means else np.empty(shape)), (np.concatenate(stds) if stds else np.empty(shape))
 
 
-def run_stages(batch: AlertBatch, model: T2Model) -> Classified:
-    """Cuts, light curves, GP, model input and inference for a decoded batch."""
+def run_stages(batch: AlertBatch, model: T2Model, cuts: CutsConf | None = None) -> Classified:
+    """Cuts (``cuts``: the configurable ones' settings), light curves, GP, model input and inference."""
     status = [f"error:{e}" if e is not None else STATUS_OK for e in batch.error]
-    for i, reason in enumerate(cut_reasons(batch)):
+    for i, reason in enumerate(cut_reasons(batch, cuts)):
         if reason is not None:
             status[i] = f"cut:{reason}"
     selected = np.array([i for i, s in enumerate(status) if s == STATUS_OK], dtype=np.int64)
@@ -118,12 +119,13 @@ def to_records(batch: AlertBatch, result: Classified, model_id: str) -> pd.DataF
     }, columns=list(OUTPUT_COLUMNS))
 
 
-def classify_batch(batch: AlertBatch, model: T2Model | None = None) -> pd.DataFrame:
+def classify_batch(batch: AlertBatch, model: T2Model | None = None, cuts: CutsConf | None = None) -> pd.DataFrame:
     """Classify a decoded ``AlertBatch``: one output row per alert, same order."""
     model = model or load_model()
-    return to_records(batch, run_stages(batch, model), model.model_id)
+    return to_records(batch, run_stages(batch, model, cuts), model.model_id)
 
 
-def classify(payloads: Iterable[bytes | None], model: T2Model | None = None) -> pd.DataFrame:
+def classify(payloads: Iterable[bytes | None], model: T2Model | None = None,
+             cuts: CutsConf | None = None) -> pd.DataFrame:
     """Classify raw alert messages (Avro containers, one alert each): one row per payload."""
-    return classify_batch(decode_payloads(payloads), model)
+    return classify_batch(decode_payloads(payloads), model, cuts)

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from fink_t2.alerts.batch import AlertBatch
+from fink_t2.config import CutsConf
 from fink_t2.contract import BANDS, ZERO_POINT, ZTF_FID_TO_BAND
 
 #: fid of each model band, in model band order (g -> 1, r -> 2).
@@ -38,9 +39,23 @@ EXTRAGALACTIC_XMATCH = frozenset({
 
 #: Cut names in the order they are checked; the status is ``cut:<name>``.
 CUTS: tuple[str, ...] = (
-    "candidate_band_not_gr", "bad_quality", "solar_system", "not_extragalactic",
+    "candidate_band_not_gr", "bad_quality", "solar_system", "not_extragalactic", "stellar_counterpart",
     "invalid_photometry", "too_few_points_per_band", "history_too_long",
 )
+
+
+def stellar_counterpart(batch: AlertBatch, cuts: CutsConf) -> np.ndarray:
+    """(B,) alerts on a PS1 point source: ``distpsnr1`` within the limit (arcsec) and ``sgscore1``
+    at least the star threshold. Only for alerts without a Fink ``cdsxmatch`` (which decides
+    the extragalactic cut instead); False where the fields are null or absent."""
+    n = len(batch)
+    if not cuts.stellar_counterpart or batch.sgscore1 is None or batch.distpsnr1 is None:
+        return np.zeros(n, dtype=bool)
+    star = (batch.sgscore1 >= cuts.stellar_min_sgscore1) & (batch.distpsnr1 >= 0) & (
+        batch.distpsnr1 <= cuts.stellar_max_distpsnr1_arcsec)
+    if batch.cdsxmatch is not None:
+        star &= np.array([x is None for x in batch.cdsxmatch], dtype=bool)
+    return star
 
 
 @dataclass
@@ -104,8 +119,12 @@ def _dedup_and_order(batch: AlertBatch, keep: np.ndarray) -> np.ndarray:
     return idx
 
 
-def cut_reasons(batch: AlertBatch) -> list[str | None]:
-    """The first failed cut of each decoded alert (None = passes; errors left as None)."""
+def cut_reasons(batch: AlertBatch, cuts: CutsConf | None = None) -> list[str | None]:
+    """The first failed cut of each decoded alert (None = passes; errors left as None).
+
+    ``cuts``: the settings of the configurable cuts (``[cuts]`` of the config; defaults when None).
+    """
+    cuts = cuts or CutsConf()
     n = len(batch)
     failed = {name: np.zeros(n, dtype=bool) for name in CUTS}
     failed["candidate_band_not_gr"] = ~np.isin(batch.candidate_fid, BAND_FIDS)
@@ -117,6 +136,7 @@ def cut_reasons(batch: AlertBatch) -> list[str | None]:
     if batch.cdsxmatch is not None:
         failed["not_extragalactic"] = np.array(
             [x is not None and x not in EXTRAGALACTIC_XMATCH for x in batch.cdsxmatch], dtype=bool)
+    failed["stellar_counterpart"] = stellar_counterpart(batch, cuts)
 
     in_gr = np.isin(batch.hist_fid, BAND_FIDS)
     bad_phot = in_gr & ~(np.isfinite(batch.hist_mag) & np.isfinite(batch.hist_magerr) & (batch.hist_magerr > 0)

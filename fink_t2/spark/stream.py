@@ -155,7 +155,7 @@ def route_batch(frame: pd.DataFrame, config: Config) -> tuple[list[Message], Tal
     from fink_t2.science.model import load_model
 
     model = load_model(config.model_path(), num_threads=config.model.num_threads)
-    results = classify(frame["value"].tolist(), model)
+    results = classify(frame["value"].tolist(), model, config.cuts)
     messages: list[Message] = []
     tally = Tally(alerts=len(frame))
     for row, source in zip(results.to_dict("records"), source_messages(frame)):
