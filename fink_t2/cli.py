@@ -17,6 +17,7 @@ from fink_t2.kafka import replay
 from fink_t2.alerts.batch import records_to_batch
 from fink_t2.config import CONF_TEMPLATES, DEFAULT_CONF, ConfigError, load_config
 from fink_t2.kafka.broker import BrokerError, MissingJarsError
+from fink_t2.kafka.security import KafkaAuthenticationError
 from fink_t2.science.classify import OUTPUT_COLUMNS, classify, classify_batch
 from fink_t2.science.model import ModelError, load_model
 from fink_t2.alerts.sources import ARCHIVE_INCOMPLETE, AlertInput, InputError, iter_alert_inputs
@@ -206,7 +207,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             require_extra(args.extra, f"`fink-t2 {args.command}`")
         return int(args.handler(args) or 0)
     except (InputError, ModelError, ConfigError, MissingJarsError, MissingTrainingStack, MissingExtraError,
-            cluster.ClusterError, BrokerError, ValueError) as exc:
+            cluster.ClusterError, BrokerError, KafkaAuthenticationError, ValueError) as exc:
         print(f"fink-t2: error: {exc}", file=sys.stderr)
         return 2
 

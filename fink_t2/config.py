@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import importlib.resources
 import json
+import os
 import re
 import tomllib
 import typing
@@ -177,6 +178,8 @@ class Section:
         for spec in dataclasses.fields(self):
             value, hint = getattr(self, spec.name), hints[spec.name]
             problem = _type_problem(value, hint)
+            if problem is not None and spec.metadata.get("secret"):  # never print a password
+                problem = f"must be {_TYPE_NAMES.get(hint, hint)} (value not shown)"
             if problem is not None:
                 problems.append(f"[{self.where()}] {spec.name}: {problem}")
                 continue
@@ -199,10 +202,70 @@ class Section:
 
 
 # --------------------------------------------------------------------------------- sections
+#: ``[kafka] security_protocol`` values (Kafka's names, the same for librdkafka and Java clients).
+SECURITY_PROTOCOLS: tuple[str, ...] = ("PLAINTEXT", "SASL_PLAINTEXT", "SASL_SSL", "SSL")
+#: ``[kafka] sasl_mechanism`` values (username/password mechanisms).
+SASL_MECHANISMS: tuple[str, ...] = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
+
+
 @dataclass(frozen=True)
 class KafkaConf(Section):
+    """Brokers and client security of every Kafka client of the job (Spark source/sink, producers).
+
+    ``sasl_password`` or, better, ``sasl_password_env`` (the name of an environment variable
+    read when the config is built) gives the SASL password; it never appears in ``repr`` or in a
+    message. ``ssl_ca_location`` is a PEM file of CA certificates (SSL protocols only).
+    """
+
     SECTION: ClassVar[str] = "kafka"
     bootstrap_servers: str = key("127.0.0.1:9092", bootstrap_list)
+    security_protocol: str = key("PLAINTEXT", one_of(*SECURITY_PROTOCOLS))
+    sasl_mechanism: str = key("", one_of("", *SASL_MECHANISMS))
+    sasl_username: str = ""
+    sasl_password: str = field(default="", repr=False, metadata={"secret": True})
+    sasl_password_env: str = key("", matching(r"|[A-Za-z_][A-Za-z0-9_]*", "an environment variable name"))
+    ssl_ca_location: str = ""
+    #: The password actually used (from ``sasl_password`` or the environment); not a config key.
+    resolved_password: str = field(init=False, repr=False, compare=False, default="")
+
+    @property
+    def uses_sasl(self) -> bool:
+        return self.security_protocol.startswith("SASL_")
+
+    @property
+    def uses_ssl(self) -> bool:
+        return self.security_protocol.endswith("SSL")
+
+    def cross_checks(self) -> list[str]:
+        if self.security_protocol not in SECURITY_PROTOCOLS:
+            return []  # reported by its rule
+        problems = self._sasl_problems() if self.uses_sasl else self._stray_sasl_keys()
+        if self.ssl_ca_location and not self.uses_ssl:
+            problems.append(f"[kafka] ssl_ca_location needs security_protocol SSL or SASL_SSL, "
+                            f"not {self.security_protocol}")
+        return problems
+
+    def _stray_sasl_keys(self) -> list[str]:
+        given = [name for name in ("sasl_mechanism", "sasl_username", "sasl_password", "sasl_password_env")
+                 if getattr(self, name)]
+        return [f"[kafka] {', '.join(given)} need security_protocol SASL_PLAINTEXT or SASL_SSL, "
+                f"not {self.security_protocol}"] if given else []
+
+    def _sasl_problems(self) -> list[str]:
+        problems = []
+        if not self.sasl_mechanism:
+            problems.append(f"[kafka] sasl_mechanism is required with {self.security_protocol} "
+                            f"(one of {', '.join(SASL_MECHANISMS)})")
+        if not self.sasl_username:
+            problems.append(f"[kafka] sasl_username is required with {self.security_protocol}")
+        if bool(self.sasl_password) == bool(self.sasl_password_env):
+            problems.append("[kafka] give exactly one of sasl_password and sasl_password_env")
+        elif not (password := self.sasl_password or os.environ.get(self.sasl_password_env, "")):
+            problems.append(f"[kafka] sasl_password_env: environment variable {self.sasl_password_env} "
+                            f"is not set (or empty)")
+        else:
+            object.__setattr__(self, "resolved_password", password)
+        return problems
 
 
 @dataclass(frozen=True)
@@ -340,7 +403,7 @@ def _build(cls: type[Section], values: Any, problems: list[str], where: str) -> 
     if not isinstance(values, dict):
         problems.append(f"[{where}] must be a table, not {_describe(values)}")
         return None
-    known = {f.name for f in dataclasses.fields(cls)}
+    known = {f.name for f in dataclasses.fields(cls) if f.init}
     unknown = sorted(set(values) - known)
     if unknown:
         problems.append(f"[{where}] unknown key(s): {', '.join(unknown)} (known: {', '.join(sorted(known))})")

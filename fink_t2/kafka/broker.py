@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import argparse
 import base64
+import dataclasses
+import hashlib
 import ipaddress
 import logging
 import os
@@ -23,12 +25,17 @@ import sys
 import time
 import uuid
 from collections.abc import Iterable, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
-from fink_t2.config import CONF_DIR, REPO_ROOT
+from fink_t2.config import CONF_DIR, REPO_ROOT, KafkaConf
+from fink_t2.kafka.security import (KafkaAuthenticationError, KafkaEndpoint, add_endpoint_arguments,
+                                    as_kafka_conf, client_config, describe, endpoint_from_args, jaas_config,
+                                    list_topics, raise_if_refused)
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +66,9 @@ SPARK_KAFKA_JAR_PREFIXES: tuple[str, ...] = (
 )
 
 _LOOPBACK_HOSTS = ("127.0.0.1", "localhost")
+#: SCRAM iterations of the local broker's user (Kafka's minimum is 4096).
+SCRAM_ITERATIONS = 8192
+_SCRAM_SALT_BYTES = 16
 _BROKER_MAIN_CLASS = "kafka.Kafka"
 _JVM_HEAP = "-Xmx1g"
 #: Popen handles of brokers started by this process, by PID, so they are reaped (no zombies and
@@ -72,6 +82,14 @@ class BrokerError(RuntimeError):
 
 class MissingJarsError(FileNotFoundError):
     """Jars expected under ``<repo>/jars`` are missing: run ``make jars``."""
+
+
+@dataclass(frozen=True)
+class TlsIdentity:
+    """The local broker's TLS certificate chain and unencrypted PKCS#8 private key, as PEM files."""
+
+    certificate_chain: Path
+    private_key: Path
 
 
 @dataclass(frozen=True)
@@ -141,17 +159,65 @@ def fetch_jars(repo_root: Path = REPO_ROOT) -> None:
 
 
 # ----------------------------------------------------------------------------- configuration
-def server_properties(data_dir: Path, port: int, controller_port: int) -> str:
-    """Text of a single-node broker+controller ``server.properties`` bound to 127.0.0.1."""
+def check_local_security(security: KafkaConf, tls: TlsIdentity | None = None) -> None:
+    """Raise :class:`BrokerError` unless the local broker can serve ``security`` (with ``tls`` for SSL)."""
+    if security.uses_ssl and (tls is None or not security.ssl_ca_location):
+        raise BrokerError(f"a local {security.security_protocol} listener needs the broker's certificate and key "
+                          f"(--tls-cert, --tls-key) and [kafka] ssl_ca_location (the CA that signed it, which "
+                          f"the broker trusts for its own connections)")
+    if security.uses_sasl and not security.sasl_username.replace("_", "").replace("-", "").isalnum():
+        raise BrokerError("the local broker's SASL user name must be letters, digits, '_' or '-'")
+
+
+def listener_properties(port: int, controller_port: int, security: KafkaConf,
+                        tls: TlsIdentity | None = None) -> dict[str, str]:
+    """Listener settings: one client listener with ``security``'s protocol, a PLAINTEXT controller.
+
+    With SASL the listener offers ``security``'s mechanism and accepts one user, ``security``'s,
+    who is also the broker's own (inter-broker) identity. A PLAIN user is listed here; a SCRAM
+    user is stored in the metadata log when it is formatted (:func:`scram_credential`). With SSL
+    the listener presents ``tls`` and trusts ``security.ssl_ca_location``.
+    """
+    check_local_security(security, tls)
+    protocol = security.security_protocol
+    settings = {
+        "listeners": f"{protocol}://{DEFAULT_HOST}:{port},CONTROLLER://{DEFAULT_HOST}:{controller_port}",
+        "advertised.listeners": f"{protocol}://{DEFAULT_HOST}:{port}",
+        "controller.listener.names": "CONTROLLER",
+        "inter.broker.listener.name": protocol,
+        "listener.security.protocol.map": f"{protocol}:{protocol},CONTROLLER:PLAINTEXT",
+    }
+    if security.uses_sasl:
+        mechanism, user, password = security.sasl_mechanism, security.sasl_username, security.resolved_password
+        settings |= {
+            "sasl.enabled.mechanisms": mechanism,
+            "sasl.mechanism.inter.broker.protocol": mechanism,
+            f"listener.name.{protocol.lower()}.{mechanism.lower()}.sasl.jaas.config":
+                jaas_config(mechanism, user, password, **({f"user_{user}": password} if mechanism == "PLAIN" else {})),
+        }
+    if security.uses_ssl and tls is not None:
+        settings |= {
+            "ssl.keystore.type": "PEM",
+            "ssl.keystore.certificate.chain": tls.certificate_chain.read_text(),
+            "ssl.keystore.key": tls.private_key.read_text(),
+            "ssl.truststore.type": "PEM",
+            "ssl.truststore.location": security.ssl_ca_location,
+        }
+    return settings
+
+
+def server_properties(data_dir: Path, port: int, controller_port: int,
+                      security: KafkaConf | None = None, tls: TlsIdentity | None = None) -> str:
+    """Text of a single-node broker+controller ``server.properties`` bound to 127.0.0.1.
+
+    ``security`` (default PLAINTEXT) is the client listener's protocol and, for SASL, its user;
+    ``tls`` the certificate of an SSL listener.
+    """
     settings = {
         "process.roles": "broker,controller",
         "node.id": "1",
         "controller.quorum.voters": f"1@{DEFAULT_HOST}:{controller_port}",
-        "listeners": f"PLAINTEXT://{DEFAULT_HOST}:{port},CONTROLLER://{DEFAULT_HOST}:{controller_port}",
-        "advertised.listeners": f"PLAINTEXT://{DEFAULT_HOST}:{port}",
-        "controller.listener.names": "CONTROLLER",
-        "inter.broker.listener.name": "PLAINTEXT",
-        "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+        **listener_properties(port, controller_port, security or KafkaConf(), tls),
         "log.dirs": str(data_dir),
         "num.partitions": "2",
         "auto.create.topics.enable": "true",
@@ -171,8 +237,14 @@ def server_properties(data_dir: Path, port: int, controller_port: int) -> str:
         "log.retention.bytes": "-1",
     }
     lines = ["# Written by fink_t2.kafka.broker; rewritten at every start."]
-    lines += [f"{key}={value}" for key, value in settings.items()]
+    lines += [f"{key}={_escape_property(value)}" for key, value in settings.items()]
     return "\n".join(lines) + "\n"
+
+
+def _escape_property(value: str) -> str:
+    r"""``value`` as written in a Java ``.properties`` file (which reads ``\\`` as ``\``)."""
+    escaped = value.replace("\\", "\\\\").replace("\n", "\\n").replace("\r", "\\r")
+    return "\\" + escaped if escaped.startswith(" ") else escaped
 
 
 def _read_properties(path: Path) -> dict[str, str]:
@@ -180,10 +252,10 @@ def _read_properties(path: Path) -> dict[str, str]:
     return {key.strip(): value.strip() for key, value in pairs if not key.lstrip().startswith("#")}
 
 
-def _configured_bootstrap(files: BrokerFiles) -> str:
-    """``HOST:PORT`` the broker of ``files`` advertises."""
-    listener = _read_properties(files.properties)["advertised.listeners"]
-    return listener.split("://", 1)[1]
+def _configured_listener(files: BrokerFiles) -> tuple[str, str]:
+    """``(protocol, HOST:PORT)`` of the client listener the broker of ``files`` advertises."""
+    protocol, _, bootstrap = _read_properties(files.properties)["advertised.listeners"].partition("://")
+    return protocol, bootstrap
 
 
 def _parse_bootstrap(bootstrap: str) -> tuple[str, int]:
@@ -225,10 +297,21 @@ def _java_command(jars_dir: Path, main_class: str, *args: str) -> list[str]:
     ]
 
 
-def _format_storage(files: BrokerFiles, jars_dir: Path) -> None:
-    """Format the KRaft log directory once (about 1.5 s of JVM start)."""
+def scram_credential(security: KafkaConf, salt: bytes | None = None) -> str:
+    """StorageTool ``--add-scram`` value of ``security``'s SCRAM user: salted, so the password
+    itself is neither on a command line nor in the metadata log (RFC 5802 SaltedPassword)."""
+    salt = salt if salt is not None else os.urandom(_SCRAM_SALT_BYTES)
+    digest = security.sasl_mechanism.removeprefix("SCRAM-SHA-")
+    salted = hashlib.pbkdf2_hmac(f"sha{digest}", security.resolved_password.encode(), salt, SCRAM_ITERATIONS)
+    return (f"{security.sasl_mechanism}=[name={security.sasl_username},iterations={SCRAM_ITERATIONS},"
+            f'salt="{base64.b64encode(salt).decode()}",saltedpassword="{base64.b64encode(salted).decode()}"]')
+
+
+def _format_storage(files: BrokerFiles, jars_dir: Path, security: KafkaConf) -> None:
+    """Format the KRaft log directory once (about 1.5 s of JVM start), with the SCRAM user if any."""
+    scram = ["--add-scram", scram_credential(security)] if security.sasl_mechanism.startswith("SCRAM-") else []
     command = _java_command(jars_dir, "kafka.tools.StorageTool", "format",
-                            "-t", _new_cluster_id(), "-c", str(files.properties))
+                            "-t", _new_cluster_id(), "-c", str(files.properties), *scram)
     result = subprocess.run(command, capture_output=True, text=True, check=False)
     if result.returncode != 0:
         raise BrokerError(f"kafka StorageTool format failed ({result.returncode}):\n"
@@ -296,18 +379,18 @@ def _start_broker(files: BrokerFiles, jars_dir: Path) -> int:
     return process.pid
 
 
-def _wait_until_ready(files: BrokerFiles, pid: int, bootstrap: str, timeout: float) -> None:
+def _wait_until_ready(files: BrokerFiles, pid: int, endpoint: KafkaConf, timeout: float) -> None:
     """Poll the broker until it answers; stop it and raise :class:`BrokerError` if it never does."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if not _is_running(pid):
             files.pid_file.unlink(missing_ok=True)
             raise BrokerError(f"Kafka broker (pid {pid}) exited during start-up; log tail:\n{_log_tail(files)}")
-        if status(bootstrap, timeout=1.0):
+        if status(endpoint, timeout=1.0):
             return
         time.sleep(0.2)
     down(files.run_dir)
-    raise BrokerError(f"Kafka broker at {bootstrap} not ready after {timeout:.0f} s (stopped it); "
+    raise BrokerError(f"Kafka broker at {describe(endpoint)} not ready after {timeout:.0f} s (stopped it); "
                       f"log tail:\n{_log_tail(files)}")
 
 
@@ -323,91 +406,122 @@ def _accepts_tcp(bootstrap: str, timeout: float) -> bool:
         return False
 
 
-def status(bootstrap: str = DEFAULT_BOOTSTRAP, timeout: float = 2.0) -> bool:
-    """True if a broker at ``bootstrap`` answers a metadata request within ``timeout`` seconds."""
-    if not _accepts_tcp(bootstrap, timeout):
+def status(endpoint: KafkaEndpoint = DEFAULT_BOOTSTRAP, timeout: float = 2.0) -> bool:
+    """True if a broker at ``endpoint`` answers a metadata request within ``timeout`` seconds.
+
+    Raises :class:`~fink_t2.kafka.security.KafkaAuthenticationError` if it refuses the credentials.
+    """
+    bootstrap = as_kafka_conf(endpoint).bootstrap_servers
+    if not _accepts_tcp(bootstrap.split(",")[0], timeout):
         return False
     # A refused connection is the expected "no" here: keep librdkafka's own log quiet and report
     # the reason at debug level instead.
-    admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 0,
-                         "socket.connection.setup.timeout.ms": max(1000, int(timeout * 1000))})
+    admin = AdminClient(client_config(endpoint, log_level=0,
+                                      **{"socket.connection.setup.timeout.ms": max(1000, int(timeout * 1000))}))
     try:
-        metadata = admin.list_topics(timeout=timeout)
+        metadata = list_topics(admin, endpoint, timeout)
     except KafkaException as error:
         log.debug("no Kafka broker answers at %s: %s", bootstrap, error)
         return False
     return bool(metadata.brokers)
 
 
-def cluster_id(bootstrap: str, timeout: float = 30.0) -> str:
-    """Id of the Kafka cluster at ``bootstrap`` (the same whatever address of it is given).
+def cluster_id(endpoint: KafkaEndpoint, timeout: float = 30.0) -> str:
+    """Id of the Kafka cluster at ``endpoint`` (the same whatever address of it is given).
 
-    Raises :class:`BrokerError` when no broker answers within ``timeout`` seconds.
+    Raises :class:`BrokerError` when no broker answers within ``timeout`` seconds, and
+    :class:`~fink_t2.kafka.security.KafkaAuthenticationError` at once if it refuses the credentials.
     """
-    admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 0})
+    where = describe(as_kafka_conf(endpoint))
+    admin = AdminClient(client_config(endpoint, log_level=0))  # the refusal is reported by the error
     try:
-        metadata = admin.list_topics(timeout=timeout)
+        metadata = list_topics(admin, endpoint, timeout)
     except KafkaException as error:
-        raise BrokerError(f"no Kafka broker answers at {bootstrap} within {timeout:.0f} s: {error}") from error
+        raise BrokerError(f"no Kafka broker answers at {where} within {timeout:.0f} s: {error}") from error
     if not metadata.cluster_id:
-        raise BrokerError(f"the Kafka broker at {bootstrap} reports no cluster id")
+        raise BrokerError(f"the Kafka broker at {where} reports no cluster id")
     return metadata.cluster_id
 
 
 def up(run_dir: Path | str = DEFAULT_RUN_DIR, port: int = DEFAULT_PORT, controller_port: int | None = None,
-       timeout: float = 60.0, repo_root: Path = REPO_ROOT) -> str:
+       timeout: float = 60.0, repo_root: Path = REPO_ROOT, security: KafkaConf | None = None,
+       tls: TlsIdentity | None = None) -> str:
     """Start the broker of ``run_dir`` on 127.0.0.1:``port`` and wait until it answers.
 
-    ``controller_port`` defaults to ``port + 1``; ``timeout`` is in seconds. A no-op if this
-    broker already runs on ``port``. Returns the bootstrap string ``127.0.0.1:PORT``.
+    ``controller_port`` defaults to ``port + 1``; ``timeout`` is in seconds. ``security`` (a
+    ``[kafka]`` config; its bootstrap is ignored) gives the client listener's protocol and, for
+    SASL, its one user; default PLAINTEXT. SSL protocols need ``tls``, the broker's certificate.
+    A no-op if this broker already runs on ``port`` with that protocol. Returns the bootstrap
+    string ``127.0.0.1:PORT``.
     """
     files = BrokerFiles(Path(run_dir).resolve())
     bootstrap = f"{DEFAULT_HOST}:{port}"
+    endpoint = dataclasses.replace(security or KafkaConf(), bootstrap_servers=bootstrap)
+    check_local_security(endpoint, tls)
     running = _running_pid(files)
     if running is not None:
-        return _attach_to_running(files, running, bootstrap, timeout)
-    jars_dir = _prepare(files, port, controller_port, repo_root)
+        return _attach_to_running(files, running, endpoint, timeout)
+    jars_dir = _prepare(files, port, controller_port, repo_root, endpoint, tls)
     pid = _start_broker(files, jars_dir)
-    log.info("started Kafka broker pid %d at %s (log %s)", pid, bootstrap, files.log_file)
-    _wait_until_ready(files, pid, bootstrap, timeout)
+    log.info("started Kafka broker pid %d at %s (log %s)", pid, describe(endpoint), files.log_file)
+    try:
+        _wait_until_ready(files, pid, endpoint, timeout)
+    except KafkaAuthenticationError as error:
+        down(files.run_dir)
+        raise BrokerError(f"{error} (stopped it). A SCRAM user is stored when the run folder is first "
+                          f"formatted: start with that password, or remove {files.data_dir}") from None
     return bootstrap
 
 
-def _prepare(files: BrokerFiles, port: int, controller_port: int | None, repo_root: Path) -> Path:
+def _prepare(files: BrokerFiles, port: int, controller_port: int | None, repo_root: Path,
+             endpoint: KafkaConf, tls: TlsIdentity | None) -> Path:
     """Write the properties and format the log directory once; returns the broker's jar folder."""
     jars_dir = kafka_broker_jars_dir(repo_root)
     files.data_dir.mkdir(parents=True, exist_ok=True)
-    files.properties.write_text(server_properties(files.data_dir, port, controller_port or port + 1))
+    _write_private(files.properties,
+                   server_properties(files.data_dir, port, controller_port or port + 1, endpoint, tls))
     if not files.formatted_marker.exists():
-        _format_storage(files, jars_dir)
+        _format_storage(files, jars_dir, endpoint)
     return jars_dir
 
 
 def run_foreground(run_dir: Path | str = DEFAULT_RUN_DIR, port: int = DEFAULT_PORT,
-                   controller_port: int | None = None, repo_root: Path = REPO_ROOT) -> None:
+                   controller_port: int | None = None, repo_root: Path = REPO_ROOT,
+                   security: KafkaConf | None = None, tls: TlsIdentity | None = None) -> None:
     """Become the broker: prepare ``run_dir``, then exec the JVM in place of this process.
 
     For a container, where the broker must be the main process: it gets the signals (SIGTERM
     stops it cleanly), its log goes to stdout, and its exit ends the container. No PID file.
+    ``security`` and ``tls`` as for :func:`up`.
     """
     files = BrokerFiles(Path(run_dir).resolve())
+    endpoint = dataclasses.replace(security or KafkaConf(), bootstrap_servers=f"{DEFAULT_HOST}:{port}")
+    check_local_security(endpoint, tls)
     running = _running_pid(files)
     if running is not None:
         raise BrokerError(f"the broker of {files.run_dir} already runs (pid {running}); run `down` first")
-    command = _java_command(_prepare(files, port, controller_port, repo_root), _BROKER_MAIN_CLASS,
+    command = _java_command(_prepare(files, port, controller_port, repo_root, endpoint, tls), _BROKER_MAIN_CLASS,
                             str(files.properties))
     os.chdir(files.run_dir)
     os.execvp(command[0], command)
 
 
-def _attach_to_running(files: BrokerFiles, pid: int, bootstrap: str, timeout: float) -> str:
-    """``up`` on a broker that already runs: check the port, wait if it is still starting."""
-    running_bootstrap = _configured_bootstrap(files)
-    if running_bootstrap != bootstrap:
-        raise BrokerError(f"the broker of {files.run_dir} already runs at {running_bootstrap} "
-                          f"(pid {pid}), not at {bootstrap}; run `down` first")
-    _wait_until_ready(files, pid, bootstrap, timeout)
-    return bootstrap
+def _write_private(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` readable by its owner only (it may hold the SASL password)."""
+    path.touch(mode=0o600, exist_ok=True)
+    path.chmod(0o600)
+    path.write_text(text)
+
+
+def _attach_to_running(files: BrokerFiles, pid: int, endpoint: KafkaConf, timeout: float) -> str:
+    """``up`` on a broker that already runs: check port and protocol, wait if it is still starting."""
+    protocol, running_bootstrap = _configured_listener(files)
+    if (protocol, running_bootstrap) != (endpoint.security_protocol, endpoint.bootstrap_servers):
+        raise BrokerError(f"the broker of {files.run_dir} already runs at {protocol}://{running_bootstrap} "
+                          f"(pid {pid}), not at {endpoint.security_protocol}://{endpoint.bootstrap_servers}; "
+                          f"run `down` first")
+    _wait_until_ready(files, pid, endpoint, timeout)
+    return endpoint.bootstrap_servers
 
 
 def down(run_dir: Path | str = DEFAULT_RUN_DIR, timeout: float = 30.0) -> bool:
@@ -439,76 +553,100 @@ def _wait_for_exit(pid: int, timeout: float) -> bool:
     return True
 
 
-def create_topic(bootstrap: str, name: str, partitions: int = 2, timeout: float = 30.0,
+def create_topic(endpoint: KafkaEndpoint, name: str, partitions: int = 2, timeout: float = 30.0,
                  exist_ok: bool = False) -> None:
     """Create topic ``name`` (replication 1, ``max.message.bytes`` = :data:`MAX_MESSAGE_BYTES`)."""
     topic = NewTopic(name, num_partitions=partitions, replication_factor=1,
                      config={"max.message.bytes": str(MAX_MESSAGE_BYTES)})
-    admin = AdminClient({"bootstrap.servers": bootstrap})  # must outlive the future
+    admin = AdminClient(client_config(endpoint))  # must outlive the future
     future = admin.create_topics([topic], request_timeout=timeout)[name]
     try:
-        future.result(timeout=timeout)
+        _result(admin, endpoint, future, timeout)
     except KafkaException as error:
         if exist_ok and error.args[0].code() == KafkaError.TOPIC_ALREADY_EXISTS:
             return
         raise
 
 
-def delete_topics(bootstrap: str, names: Iterable[str], timeout: float = 30.0, missing_ok: bool = True) -> None:
+def delete_topics(endpoint: KafkaEndpoint, names: Iterable[str], timeout: float = 30.0,
+                  missing_ok: bool = True) -> None:
     """Delete topics ``names``; unknown topics are ignored when ``missing_ok``."""
     names = list(names)
     if not names:
         return
-    admin = AdminClient({"bootstrap.servers": bootstrap})  # must outlive the futures
+    admin = AdminClient(client_config(endpoint))  # must outlive the futures
     futures = admin.delete_topics(names, request_timeout=timeout)
     for future in futures.values():
         try:
-            future.result(timeout=timeout)
+            _result(admin, endpoint, future, timeout)
         except KafkaException as error:
             if not (missing_ok and error.args[0].code() == KafkaError.UNKNOWN_TOPIC_OR_PART):
                 raise
 
 
+def _result(admin: AdminClient, endpoint: KafkaEndpoint, future: Future, timeout: float) -> Any:
+    """The result of an admin ``future``, serving the client's callbacks while waiting (a refused
+    login raises :class:`~fink_t2.kafka.security.KafkaAuthenticationError` at once)."""
+    deadline = time.monotonic() + timeout
+    while not future.done():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"Kafka admin request to {describe(as_kafka_conf(endpoint))} "
+                               f"not answered in {timeout:.0f} s")
+        admin.poll(0.1)
+    try:
+        return future.result()
+    except KafkaException as error:
+        raise_if_refused(admin, endpoint, error)
+        raise
+
+
 # ------------------------------------------------------------------------------------- CLI
 def add_kafka_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    """Add ``kafka up|run|down|status [--bootstrap HOST:PORT] [--run-dir DIR]`` to a main CLI."""
-    parser = subparsers.add_parser("kafka", help="local single-node Kafka broker on 127.0.0.1",
-                                   description="Manage the local single-node KRaft Kafka broker.")
+    """Add ``kafka up|run|down|status [--conf FILE] [--bootstrap HOST:PORT] [--run-dir DIR]`` to a main CLI."""
+    parser = subparsers.add_parser(
+        "kafka", help="local single-node Kafka broker on 127.0.0.1",
+        description="Manage the local single-node KRaft Kafka broker. With --conf FILE, `up` and `run` start "
+                    "a listener of its [kafka] security_protocol: SASL accepts [kafka]'s user and password, "
+                    "SSL presents --tls-cert/--tls-key and trusts ssl_ca_location. HOST must be loopback.")
     parser.add_argument("action", choices=("up", "run", "down", "status"),
                         help="up: start in the background; run: become the broker (foreground, e.g. a container's "
                              "main process); down; status (exit 0 if it answers)")
-    parser.add_argument("--bootstrap", default=DEFAULT_BOOTSTRAP,
-                        help=f"HOST:PORT of the broker; HOST must be loopback (default {DEFAULT_BOOTSTRAP})")
+    add_endpoint_arguments(parser)
     parser.add_argument("--run-dir", type=Path, default=DEFAULT_RUN_DIR,
                         help=f"data, log and PID folder (default {DEFAULT_RUN_DIR})")
     parser.add_argument("--controller-port", type=int, default=None,
                         help="KRaft controller port (default: broker port + 1)")
     parser.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for start/stop")
+    parser.add_argument("--tls-cert", type=Path, default=None, help="PEM certificate chain of an SSL listener")
+    parser.add_argument("--tls-key", type=Path, default=None, help="its unencrypted PKCS#8 PEM private key")
     parser.set_defaults(handler=run_kafka)
     return parser
 
 
 def run_kafka(args: argparse.Namespace) -> int:
     """Run one ``kafka`` action; exit code 0 on success (for ``status``: only if the broker answers)."""
-    host, port = _parse_bootstrap(args.bootstrap)
-    if args.action == "status":
-        answering = status(args.bootstrap)
-        print(f"Kafka broker at {args.bootstrap}: {'up' if answering else 'down'}")
-        return 0 if answering else 1
-    if args.action == "down":
+    if args.action == "down":  # by PID file: needs no credentials
         stopped = down(args.run_dir, timeout=args.timeout)
         print(f"Kafka broker of {args.run_dir}: {'stopped' if stopped else 'was not running'}")
         return 0
+    endpoint = endpoint_from_args(args)
+    host, port = _parse_bootstrap(endpoint.bootstrap_servers)
+    if args.action == "status":
+        answering = status(endpoint)
+        print(f"Kafka broker at {describe(endpoint)}: {'up' if answering else 'down'}")
+        return 0 if answering else 1
     if host not in _LOOPBACK_HOSTS:
         print(f"refusing to start a broker on {host}: only 127.0.0.1 is supported", file=sys.stderr)
         return 2
+    tls = TlsIdentity(args.tls_cert, args.tls_key) if args.tls_cert and args.tls_key else None
     if args.action == "run":  # does not return: the broker JVM replaces this process
-        run_foreground(args.run_dir, port=port, controller_port=args.controller_port)
+        run_foreground(args.run_dir, port=port, controller_port=args.controller_port, security=endpoint, tls=tls)
         return 0
     started = time.monotonic()
-    bootstrap = up(args.run_dir, port=port, controller_port=args.controller_port, timeout=args.timeout)
+    up(args.run_dir, port=port, controller_port=args.controller_port, timeout=args.timeout, security=endpoint, tls=tls)
     pid = _read_pid(BrokerFiles(Path(args.run_dir).resolve()))
-    print(f"Kafka broker up at {bootstrap} (pid {pid}, {time.monotonic() - started:.1f} s, run dir {args.run_dir})")
+    print(f"Kafka broker up at {describe(endpoint)} (pid {pid}, {time.monotonic() - started:.1f} s, "
+          f"run dir {args.run_dir})")
     return 0
 
 

@@ -6,8 +6,12 @@ import logging
 from confluent_kafka import Producer
 
 from fink_t2.kafka.broker import MAX_MESSAGE_BYTES
+from fink_t2.kafka.security import KafkaAuthenticationError, KafkaEndpoint, as_kafka_conf, client_config, flush
 
 log = logging.getLogger(__name__)
+
+#: Longest wait for the delivery reports of purged messages, s: those in flight come asynchronously.
+_PURGE_DRAIN_S = 5.0
 
 
 class DeliveryError(RuntimeError):
@@ -24,26 +28,28 @@ class DirectProducer:
     them), else it raises :class:`DeliveryError`.
     """
 
-    _instances: dict[tuple[str, float, bool], "DirectProducer"] = {}
+    _instances: dict[tuple, "DirectProducer"] = {}
 
-    def __init__(self, bootstrap: str, delivery_timeout_s: float = 120.0, wait_for_broker: bool = False) -> None:
+    def __init__(self, endpoint: KafkaEndpoint, delivery_timeout_s: float = 120.0,
+                 wait_for_broker: bool = False) -> None:
         self.failures: list[str] = []
         self.delivery_timeout_s = delivery_timeout_s
         self.wait_for_broker = wait_for_broker
-        self.producer = Producer({
-            "bootstrap.servers": bootstrap, "acks": "all", "enable.idempotence": True,
+        self.producer = Producer(client_config(endpoint, **{
+            "acks": "all", "enable.idempotence": True,
             "linger.ms": 5, "batch.size": 1 << 20, "message.max.bytes": MAX_MESSAGE_BYTES,
             "queue.buffering.max.kbytes": 1 << 20, "compression.type": "none",
             "message.timeout.ms": 0 if wait_for_broker else int(delivery_timeout_s * 1000),
-        })
+        }))
 
     @classmethod
-    def for_bootstrap(cls, bootstrap: str, delivery_timeout_s: float = 120.0,
-                      wait_for_broker: bool = False) -> "DirectProducer":
-        """One producer per worker process and settings."""
-        settings = (bootstrap, float(delivery_timeout_s), bool(wait_for_broker))
+    def for_endpoint(cls, endpoint: KafkaEndpoint, delivery_timeout_s: float = 120.0,
+                     wait_for_broker: bool = False) -> "DirectProducer":
+        """One producer per worker process, endpoint (bootstrap + credentials) and settings."""
+        kafka = as_kafka_conf(endpoint)
+        settings = (kafka, kafka.resolved_password, float(delivery_timeout_s), bool(wait_for_broker))
         if settings not in cls._instances:
-            cls._instances[settings] = cls(*settings)
+            cls._instances[settings] = cls(kafka, delivery_timeout_s, wait_for_broker)
         return cls._instances[settings]
 
     def _on_delivery(self, error, message) -> None:
@@ -53,13 +59,13 @@ class DirectProducer:
     def send_all(self, messages: list[tuple[str, bytes, bytes]]) -> None:
         """Produce ``messages`` and wait for all acknowledgements; :class:`DeliveryError` on any loss."""
         self.failures.clear()
-        for topic, key, value in messages:
-            self._produce(topic, key, value)
         try:
+            for topic, key, value in messages:
+                self._produce(topic, key, value)
             self._await_acknowledgements()
-        except DeliveryError:
+        except (DeliveryError, KafkaAuthenticationError):  # a refused login never heals by waiting
             self.producer.purge()  # a reused worker must not see this batch's late reports in the next one
-            self.producer.flush(0)
+            self.producer.flush(_PURGE_DRAIN_S)  # returns once the purged messages are reported
             raise
 
     def _produce(self, topic: str, key: bytes, value: bytes) -> None:
@@ -74,7 +80,7 @@ class DirectProducer:
     def _await_acknowledgements(self) -> None:
         waited = 0.0
         while True:
-            pending = self.producer.flush(self.delivery_timeout_s)
+            pending = flush(self.producer, self.delivery_timeout_s)  # a refused login raises at once
             waited += self.delivery_timeout_s
             if self.failures:
                 raise DeliveryError(f"{len(self.failures)} messages not delivered: {self.failures[:3]}")

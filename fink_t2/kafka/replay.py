@@ -27,6 +27,8 @@ from confluent_kafka import KafkaError, KafkaException, Message, Producer
 from tqdm import tqdm
 
 from fink_t2.kafka.broker import DEFAULT_BOOTSTRAP, MAX_MESSAGE_BYTES, BrokerError
+from fink_t2.kafka.security import (KafkaEndpoint, add_endpoint_arguments, as_kafka_conf, client_config, describe,
+                                    endpoint_from_args, flush, list_topics)
 from fink_t2.alerts.sources import AlertMessage, InputError, iter_alert_messages, split_avro_container
 
 log = logging.getLogger(__name__)
@@ -118,28 +120,31 @@ def _throttle(producer: Producer, started: float, sent: int, rate: float | None)
         wait = started + sent / rate - time.monotonic()
 
 
-def check_broker(config: dict[str, Any], timeout: float = CONNECT_TIMEOUT_S) -> None:
-    """Raise :class:`BrokerError` unless the broker of producer ``config`` answers within ``timeout`` s.
+def check_broker(endpoint: KafkaEndpoint, timeout: float = CONNECT_TIMEOUT_S) -> None:
+    """Raise :class:`BrokerError` unless the broker of ``endpoint`` answers within ``timeout`` s
+    (:class:`~fink_t2.kafka.security.KafkaAuthenticationError` at once if it refuses the credentials).
 
     The probe client logs nothing (librdkafka would print a line per failed connection attempt):
     the one error raised says what happened.
     """
-    probe = Producer({**config, "log_level": 0})
+    probe = Producer(client_config(endpoint, log_level=0))
     try:
-        probe.list_topics(timeout=timeout)
+        list_topics(probe, endpoint, timeout)
     except KafkaException as exc:
-        raise BrokerError(f"no Kafka broker answers at {config['bootstrap.servers']} within {timeout:g} s: "
+        raise BrokerError(f"no Kafka broker answers at {describe(as_kafka_conf(endpoint))} within {timeout:g} s: "
                           f"{exc.args[0].str()}") from None
 
 
-def replay(paths: Iterable[Path | str], topic: str, bootstrap: str = DEFAULT_BOOTSTRAP,
+def replay(paths: Iterable[Path | str], topic: str, bootstrap: KafkaEndpoint = DEFAULT_BOOTSTRAP,
            rate: float | None = None, progress: bool | None = None,
            producer_config: dict[str, Any] | None = None, flush_timeout: float = 120.0,
            connect_timeout: float = CONNECT_TIMEOUT_S) -> ReplayStats:
     """Send every alert of ``paths`` to ``topic``; ``rate`` caps alerts per second.
 
     ``progress`` shows a tqdm bar (default: when stderr is a TTY). Raises :class:`BrokerError`
-    when no broker answers within ``connect_timeout`` s, :class:`InputError` for a Parquet file or
+    when no broker answers within ``connect_timeout`` s,
+    :class:`~fink_t2.kafka.security.KafkaAuthenticationError` at once if it refuses ``bootstrap``'s
+    credentials, :class:`InputError` for a Parquet file or
     when ``paths`` hold no Avro alert. Delivery failures are counted, not raised (check
     ``stats.failed``); messages still queued after ``flush_timeout`` seconds count as failed.
     Truncated or corrupt archives are replayed up to the damage and listed in
@@ -154,9 +159,8 @@ def replay(paths: Iterable[Path | str], topic: str, bootstrap: str = DEFAULT_BOO
     if first is None and not stats.incomplete_inputs:
         raise InputError(f"no Avro alert in {', '.join(map(str, paths))} (replay sends .avro files and "
                          f".tar.gz archives of them)")
-    config = {**PRODUCER_DEFAULTS, **(producer_config or {}), "bootstrap.servers": bootstrap}
-    check_broker(config, connect_timeout)
-    producer = Producer(config)
+    check_broker(bootstrap, connect_timeout)
+    producer = Producer(client_config(bootstrap, **{**PRODUCER_DEFAULTS, **(producer_config or {})}))
     on_delivery = _DeliveryCounter(stats)
     show_progress = sys.stderr.isatty() if progress is None else progress
     started = time.monotonic()
@@ -166,7 +170,7 @@ def replay(paths: Iterable[Path | str], topic: str, bootstrap: str = DEFAULT_BOO
             _produce_with_retry(producer, topic, message, on_delivery)
             stats.produced += 1
             bar.update(1)
-    undelivered = producer.flush(flush_timeout)
+    undelivered = flush(producer, flush_timeout)
     stats.seconds = time.monotonic() - started
     if undelivered:
         stats.failed += undelivered
@@ -176,7 +180,7 @@ def replay(paths: Iterable[Path | str], topic: str, bootstrap: str = DEFAULT_BOO
 
 # ------------------------------------------------------------------------------------- CLI
 def add_replay_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    """Add ``replay PATH... --topic TOPIC [--rate R] [--bootstrap HOST:PORT]`` to a main CLI."""
+    """Add ``replay PATH... --topic TOPIC [--rate R] [--conf FILE] [--bootstrap HOST:PORT]`` to a main CLI."""
     parser = subparsers.add_parser("replay", help="replay ZTF alert files into a Kafka topic",
                                    description="Send ZTF alerts (.avro files, folders, .tar.gz nightly "
                                                "archives) to a Kafka topic, one raw alert per message.")
@@ -184,8 +188,7 @@ def add_replay_parser(subparsers: argparse._SubParsersAction) -> argparse.Argume
     parser.add_argument("--topic", required=True)
     parser.add_argument("--rate", type=float, default=None, metavar="ALERTS_PER_S",
                         help="throttle to this many alerts per second (default: as fast as possible)")
-    parser.add_argument("--bootstrap", default=DEFAULT_BOOTSTRAP,
-                        help=f"Kafka bootstrap HOST:PORT (default {DEFAULT_BOOTSTRAP})")
+    add_endpoint_arguments(parser)
     parser.add_argument("--connect-timeout", type=float, default=CONNECT_TIMEOUT_S, metavar="SECONDS",
                         help=f"give up when no broker answers within this time (default {CONNECT_TIMEOUT_S:g})")
     parser.set_defaults(handler=run_replay)
@@ -199,9 +202,9 @@ def run_replay(args: argparse.Namespace) -> int:
     if missing:
         print(f"no such alert file or folder: {', '.join(missing)}", file=sys.stderr)
         return 2
-    stats = replay(args.paths, args.topic, bootstrap=args.bootstrap, rate=args.rate,
-                   connect_timeout=args.connect_timeout)
-    print(stats.summary(args.topic))
+    endpoint = endpoint_from_args(args)
+    stats = replay(args.paths, args.topic, bootstrap=endpoint, rate=args.rate, connect_timeout=args.connect_timeout)
+    print(f"{stats.summary(args.topic)} at {describe(endpoint)}")
     for problem in stats.incomplete_inputs:
         print(f"incomplete input (replayed up to the damage): {problem}", file=sys.stderr)
     for error in stats.errors if stats.failed else ():

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPartition
 
 from fink_t2.kafka.broker import MAX_MESSAGE_BYTES
+from fink_t2.kafka.security import KafkaEndpoint, client_config, list_topics
 
 
 @dataclass(frozen=True)
@@ -20,19 +21,19 @@ class Message:
     timestamp_ms: int
 
 
-def _consumer(bootstrap: str) -> Consumer:
-    return Consumer({
-        "bootstrap.servers": bootstrap, "group.id": "fink-t2-reader", "enable.auto.commit": False,
+def _consumer(endpoint: KafkaEndpoint) -> Consumer:
+    return Consumer(client_config(endpoint, **{
+        "group.id": "fink-t2-reader", "enable.auto.commit": False,
         "fetch.max.bytes": 4 * MAX_MESSAGE_BYTES, "max.partition.fetch.bytes": MAX_MESSAGE_BYTES,
         "log_level": 3,
-    })
+    }))
 
 
-def topic_sizes(bootstrap: str, topics: list[str], timeout: float = 10.0) -> dict[str, int]:
+def topic_sizes(bootstrap: KafkaEndpoint, topics: list[str], timeout: float = 10.0) -> dict[str, int]:
     """Number of messages in each topic (sum of high − low watermarks; 0 if absent)."""
     consumer = _consumer(bootstrap)
     try:
-        metadata = consumer.list_topics(timeout=timeout).topics
+        metadata = list_topics(consumer, bootstrap, timeout).topics
         sizes = {}
         for topic in topics:
             if topic not in metadata or metadata[topic].error is not None:
@@ -47,11 +48,11 @@ def topic_sizes(bootstrap: str, topics: list[str], timeout: float = 10.0) -> dic
         consumer.close()
 
 
-def read_topic(bootstrap: str, topic: str, timeout: float = 60.0) -> list[Message]:
+def read_topic(bootstrap: KafkaEndpoint, topic: str, timeout: float = 60.0) -> list[Message]:
     """Every message of ``topic`` from the beginning to its current end (empty if absent)."""
     consumer = _consumer(bootstrap)
     try:
-        metadata = consumer.list_topics(topic, timeout=timeout).topics.get(topic)
+        metadata = list_topics(consumer, bootstrap, timeout, topic).topics.get(topic)
         if metadata is None or metadata.error is not None:
             return []
         ends = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout)[1]

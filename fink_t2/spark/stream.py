@@ -35,6 +35,7 @@ import pandas as pd
 from fink_t2.config import Config, FilterConf, OutputConf
 from fink_t2.kafka.broker import MAX_MESSAGE_BYTES, MAX_OUTPUT_BYTES, spark_kafka_jars
 from fink_t2.kafka.producer import DirectProducer
+from fink_t2.kafka.security import refusal_in, spark_kafka_options
 from fink_t2.science.model import LOAD_LOG_ENV
 
 log = logging.getLogger(__name__)
@@ -175,8 +176,8 @@ def _frame(messages: list[Message]) -> pd.DataFrame:
 def direct_producer(config: Config) -> DirectProducer:
     """The worker's producer for the large messages, with the configured outage behaviour."""
     out = config.output
-    return DirectProducer.for_bootstrap(config.kafka.bootstrap_servers, out.delivery_timeout_seconds,
-                                        wait_for_broker=out.on_broker_outage == "wait")
+    return DirectProducer.for_endpoint(config.kafka, out.delivery_timeout_seconds,
+                                       wait_for_broker=out.on_broker_outage == "wait")
 
 
 def make_partition_function(config: Config, tally=None):
@@ -287,7 +288,7 @@ def source_outage_options(out: OutputConf) -> dict[str, str]:
 def _read_kafka(spark, config: Config, pattern: str, starting: str, max_offsets: int | None):
     reader = (
         spark.readStream.format("kafka")
-        .option("kafka.bootstrap.servers", config.kafka.bootstrap_servers)
+        .options(**spark_kafka_options(config.kafka))
         .option("subscribePattern", pattern)
         .option("startingOffsets", starting)
         .option("failOnDataLoss", str(config.input.fail_on_data_loss).lower())
@@ -302,7 +303,7 @@ def _write_kafka(frame, config: Config, name: str, once: bool):
     writer = (
         frame.writeStream.format("kafka")
         .queryName(name)
-        .option("kafka.bootstrap.servers", config.kafka.bootstrap_servers)
+        .options(**spark_kafka_options(config.kafka))
         .option("checkpointLocation", str(Path(config.checkpoint_dir()) / name))
         .option("kafka.max.request.size", str(MAX_MESSAGE_BYTES))
         .option("kafka.linger.ms", str(SINK_LINGER_MS))
@@ -408,10 +409,9 @@ def prepare_broker(config: Config) -> str:
     """Check that the broker answers and create the output topics it lacks; its cluster id."""
     from fink_t2.kafka import broker
 
-    bootstrap = config.kafka.bootstrap_servers
-    cluster = broker.cluster_id(bootstrap)
+    cluster = broker.cluster_id(config.kafka)  # a refused login raises here, before Spark starts
     for topic in output_topics(config):
-        broker.create_topic(bootstrap, topic, partitions=config.output.topic_partitions, exist_ok=True)
+        broker.create_topic(config.kafka, topic, partitions=config.output.topic_partitions, exist_ok=True)
     return cluster
 
 
@@ -421,8 +421,12 @@ def run(config: Config, once: bool = False, timeout: float | None = None,
 
     Before any query: the model loads and scores, the broker answers and has the output topics
     (created if absent), and the checkpoint belongs to this broker and input. ``report`` gets the
-    :class:`RunStats` when the job ends, however it ends (an error is raised after it).
+    :class:`RunStats` when the job ends, however it ends (an error is raised after it). A refused
+    Kafka login raises :class:`~fink_t2.kafka.security.KafkaAuthenticationError`: at start-up
+    (the broker check), or when a query fails on it.
     """
+    from pyspark.errors import StreamingQueryException
+
     from fink_t2.spark.checkpoint import claim_checkpoint
 
     check_model(config)
@@ -434,6 +438,11 @@ def run(config: Config, once: bool = False, timeout: float | None = None,
     try:
         claim_checkpoint(spark, config, cluster)
         _run_queries(spark, config, once, timeout, tally, queries)
+    except StreamingQueryException as error:  # a refused login as one line, not Java stack traces
+        refusal = refusal_in(config.kafka, error)
+        if refusal is None:
+            raise
+        raise refusal from None
     finally:
         for query in spark.streams.active:
             query.stop()

@@ -26,7 +26,7 @@ import numpy as np
 from fink_t2.alerts.decode import decode_payloads
 from fink_t2.alerts.container import build_single_record_container, parse_container
 from fink_t2.science.classify import STATUS_OK, run_gp, classify
-from fink_t2.config import REPO_ROOT, Config, load_config
+from fink_t2.config import REPO_ROOT, Config, KafkaConf, load_config
 from fink_t2.contract import BANDS, ZTF_WAVELENGTH_A
 from fink_t2.kafka.messages import enrich_alert, score_message
 from fink_t2.science.lightcurve import build_light_curves, cut_reasons
@@ -230,16 +230,17 @@ def measure_end_to_end(payloads: list[bytes], config: Config) -> dict:
 
     run_dir = REPO_ROOT / "run" / "bench-kafka"
     port = _free_port()
-    bootstrap = broker.up(run_dir, port=port, controller_port=_free_port(), timeout=90)
+    bootstrap = broker.up(run_dir, port=port, controller_port=_free_port(), timeout=90, security=config.kafka)
+    kafka = config.with_bootstrap(bootstrap).kafka  # the config's client security, on this broker
     load_log = run_dir / "model_loads.log"
     load_log.unlink(missing_ok=True)
     os.environ[LOAD_LOG_ENV] = str(load_log)
     try:
         topic = "ztf_bench_programid1"
-        broker.delete_topics(bootstrap, [topic, config.output.enriched_topic, config.output.scores_topic,
+        broker.delete_topics(kafka, [topic, config.output.enriched_topic, config.output.scores_topic,
                                                config.output.deadletter_topic])
-        broker.create_topic(bootstrap, topic, partitions=2)
-        _produce(bootstrap, topic, payloads)
+        broker.create_topic(kafka, topic, partitions=2)
+        _produce(kafka, topic, payloads)
         bench_config = _bench_config(config, bootstrap, run_dir)
         spark = stream.build_spark(bench_config, app_name="fink_t2_bench")
         sampler = RssSampler()
@@ -253,7 +254,7 @@ def measure_end_to_end(payloads: list[bytes], config: Config) -> dict:
         finally:
             sampler.stop()
             spark.stop()
-        out_sizes = topic_sizes(bootstrap, [bench_config.output.enriched_topic, bench_config.output.deadletter_topic])
+        out_sizes = topic_sizes(kafka, [bench_config.output.enriched_topic, bench_config.output.deadletter_topic])
         return _e2e_figures(len(payloads), wall, progress, out_sizes, sampler, load_log)
     finally:
         os.environ.pop(LOAD_LOG_ENV, None)
@@ -273,11 +274,11 @@ def _bench_config(config: Config, bootstrap: str, run_dir: Path) -> Config:
     )
 
 
-def _produce(bootstrap: str, topic: str, payloads: list[bytes]) -> None:
+def _produce(kafka: KafkaConf, topic: str, payloads: list[bytes]) -> None:
     """Send the benchmark input, every message acknowledged (raises otherwise)."""
     from fink_t2.kafka.producer import DirectProducer
 
-    DirectProducer(bootstrap).send_all([(topic, str(i).encode(), p) for i, p in enumerate(payloads)])
+    DirectProducer(kafka).send_all([(topic, str(i).encode(), p) for i, p in enumerate(payloads)])
 
 
 def _e2e_figures(n: int, wall: float, progress, out_sizes: dict, sampler: "RssSampler", load_log: Path) -> dict:

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from fink_t2.kafka import broker
 from fink_t2.spark import stream
-from fink_t2.config import REPO_ROOT, Config
+from fink_t2.config import REPO_ROOT, Config, KafkaConf
 from fink_t2.kafka.replay import replay
 from fink_t2.kafka.topics import read_topic
 
@@ -69,16 +69,15 @@ def demo_config(config: Config, allow_remote_broker: bool = False) -> Config:
 
 def reset_demo_state(config: Config, input_topic: str) -> None:
     """Delete the demo's input/output topics and its checkpoints: each demo run starts clean."""
-    broker.delete_topics(config.kafka.bootstrap_servers, [input_topic, *stream.output_topics(config)])
+    broker.delete_topics(config.kafka, [input_topic, *stream.output_topics(config)])
     shutil.rmtree(DEMO_CHECKPOINTS, ignore_errors=True)
 
 
 def summarize(config: Config, alerts_in: int, seconds: float, stats: stream.RunStats) -> StreamSummary:
     """Read the output topics back and count messages, statuses and classes."""
-    bootstrap = config.kafka.bootstrap_servers
-    per_topic = {topic: len(read_topic(bootstrap, topic)) for topic in stream.output_topics(config)}
+    per_topic = {topic: len(read_topic(config.kafka, topic)) for topic in stream.output_topics(config)}
     summary = StreamSummary(alerts_in, seconds, stats.alerts_per_second, per_topic)
-    for message in read_topic(bootstrap, config.output.scores_topic):
+    for message in read_topic(config.kafka, config.output.scores_topic):
         score = json.loads(message.value)
         summary.per_status[score["t2_status"]] += 1
         if score["t2_class"]:
@@ -119,13 +118,15 @@ def _label_bars(ax, values: list[int]) -> None:
     ax.margins(x=0.12)
 
 
-def _ensure_broker(bootstrap: str) -> bool:
-    """Start the local broker unless one answers at ``bootstrap``; True if this call started it."""
-    if broker.status(bootstrap):
+def _ensure_broker(kafka: KafkaConf) -> bool:
+    """Start the local broker unless one answers at ``kafka``'s bootstrap (a broker it starts
+    serves ``kafka``'s security protocol and SASL user); True if this call started it."""
+    if broker.status(kafka):
         return False
+    bootstrap = kafka.bootstrap_servers
     if not broker.is_loopback_bootstrap(bootstrap):
         raise broker.BrokerError(f"no Kafka broker answers at {bootstrap} (a local one starts only on loopback)")
-    broker.up(port=int(bootstrap.rsplit(":", 1)[1]))
+    broker.up(port=int(bootstrap.rsplit(":", 1)[1]), security=kafka)
     return True
 
 
@@ -133,12 +134,12 @@ def run_demo(config: Config, alerts: list[Path] | None = None, png: Path = DEFAU
              allow_remote_broker: bool = False) -> StreamSummary:
     """The whole demo; returns the summary (also printed)."""
     config = demo_config(config, allow_remote_broker)
-    bootstrap = config.kafka.bootstrap_servers
-    started_broker = _ensure_broker(bootstrap)
+    kafka = config.kafka
+    started_broker = _ensure_broker(kafka)
     try:
         reset_demo_state(config, DEMO_TOPIC)
-        broker.create_topic(bootstrap, DEMO_TOPIC, partitions=2)
-        stats = replay(alerts or [SAMPLE_ALERTS], DEMO_TOPIC, bootstrap=bootstrap)
+        broker.create_topic(kafka, DEMO_TOPIC, partitions=2)
+        stats = replay(alerts or [SAMPLE_ALERTS], DEMO_TOPIC, bootstrap=kafka)
         print(stats.summary(DEMO_TOPIC))
         if stats.failed or stats.incomplete_inputs:
             raise RuntimeError(f"replay lost {stats.failed} messages: {stats.errors[:3]}; "

@@ -17,5 +17,5 @@ def test_fail_mode_raises_with_the_reason_when_nothing_is_acknowledged():
 
 def test_one_producer_per_worker_and_settings():
     bootstrap = f"127.0.0.1:{free_loopback_port()}"
-    assert DirectProducer.for_bootstrap(bootstrap, 5, True) is DirectProducer.for_bootstrap(bootstrap, 5.0, True)
-    assert DirectProducer.for_bootstrap(bootstrap, 5, True) is not DirectProducer.for_bootstrap(bootstrap, 5, False)
+    assert DirectProducer.for_endpoint(bootstrap, 5, True) is DirectProducer.for_endpoint(bootstrap, 5.0, True)
+    assert DirectProducer.for_endpoint(bootstrap, 5, True) is not DirectProducer.for_endpoint(bootstrap, 5, False)
