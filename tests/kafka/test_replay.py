@@ -201,7 +201,7 @@ def test_replay_to_a_dead_broker_fails_fast_with_one_clear_line(tmp_path: Path) 
                            "--bootstrap", bootstrap, "--connect-timeout", "2"],
                           cwd=REPO, capture_output=True, text=True, timeout=60)
     assert done.returncode == 2
-    assert done.stderr.splitlines() == [f"fink-t2: error: no Kafka broker answers at {bootstrap} within 2 s: "
+    assert done.stderr.splitlines() == [f"fink-t2: error: no Kafka broker answers at {bootstrap} (PLAINTEXT) within 2 s: "
                                         "Failed to get metadata: Local: Broker transport failure"]
     assert done.stdout == ""
 

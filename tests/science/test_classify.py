@@ -9,6 +9,7 @@ from fink_t2.alerts.decode import decode_payloads
 from fink_t2.science.classify import OUTPUT_COLUMNS, classify, run_gp, run_stages
 from fink_t2.contract import BANDS, CLASS_NAMES, ZTF_WAVELENGTH_A
 from fink_t2.science.lightcurve import MIN_POINTS_PER_BAND
+from fink_t2.config import CutsConf
 from fink_t2.science.model import PUBLISHED_MODEL, load_model
 from fink_t2.science.model_input import band_wavelengths, scale_input
 from fink_t2.tools.reference_path import reference_gp_means, reference_probabilities
@@ -37,11 +38,16 @@ def pd_na():
 
 
 def test_classify_sample_alerts(sample_payloads):
+    """The 40 datasim alerts are mostly on PS1 point sources (variable stars): with the default
+    cuts most are ``cut:stellar_counterpart``; with that cut off ≥ 20 go through the whole path."""
     results = classify(sample_payloads)
     _check_rows(results, len(sample_payloads))
     assert results["t2_model"].eq(load_model().model_id).all()
-    assert (results["t2_status"] == "ok").sum() >= 20
+    assert (results["t2_status"] == "cut:stellar_counterpart").sum() >= 20
     assert results["candid"].notna().all()
+    everything = classify(sample_payloads, cuts=CutsConf(stellar_counterpart=False))
+    _check_rows(everything, len(sample_payloads))
+    assert (everything["t2_status"] == "ok").sum() >= 20
 
 
 def test_classify_keeps_order_and_survives_bad_payloads(sample_payloads):

@@ -54,27 +54,25 @@ def real_alert() -> bytes:
     return sorted((SAMPLE_ALERTS / "fink-broker_basic_alerts_local_20200101").glob("*.avro"))[0].read_bytes()
 
 
-def test_every_alert_gets_its_own_key_negative_candids_included(real_alert):
+def test_every_alert_gets_its_own_key_negative_candids_dead_lettered(real_alert):
+    """A valid candid keys its alert; a negative one (never a ZTF id) is a dead letter keyed by its
+    source position: no two alerts share the b"None" key they all used to get."""
     positive = next(fastavro.reader(io.BytesIO(real_alert)))["candid"]
     values = [real_alert, rewritten_alert(real_alert, candid=-positive), rewritten_alert(real_alert, candid=-7)]
     frame = kafka_rows(values)
     messages, tally = route_batch(frame, Config())
-    scores = [(key, json.loads(value)) for topic, key, value in messages if topic == Config().output.scores_topic]
-    assert len(scores) == 3
-    for (key, score), offset in zip(scores, frame["offset"]):
-        # the candid in decimal, or (while the decoder cannot tell a negative candid from none)
-        # the alert's source position: never the b"None" every such alert used to share
-        assert score["candid"] in (positive, -positive, -7, None)
-        expected = str(score["candid"]).encode() if score["candid"] is not None else f"ztf_test_programid1/0/{offset}".encode()
-        assert key == expected
-    assert scores[0][0] == str(positive).encode()
-    enriched_keys = [key for topic, key, _ in messages if topic == Config().output.enriched_topic]
-    assert enriched_keys == [key for key, _ in scores] and len(set(enriched_keys)) == 3
-    assert tally.alerts == 3 and sum(tally.statuses.values()) == 3 and "error" not in str(tally.statuses)
-    assert tally.topics == Counter({Config().output.enriched_topic: 3, Config().output.scores_topic: 3})
+    out = Config().output
+    scores = [(key, json.loads(value)) for topic, key, value in messages if topic == out.scores_topic]
+    assert [key for key, _ in scores] == [str(positive).encode()] and scores[0][1]["candid"] == positive
+    dead = [m for m in messages if m[0] == out.deadletter_topic]
+    assert [m[1] for m in dead] == [f"ztf_test_programid1/0/{o}".encode() for o in frame["offset"][1:]]
+    assert [dead_record(m)["reason"] for m in dead] == [f"invalid_field: candid {-positive} < 0",
+                                                        "invalid_field: candid -7 < 0"]
+    assert all(b"None" not in m[1] for m in messages)
+    assert tally.alerts == 3 and tally.statuses["error:invalid_field"] == 2
 
 
-def test_an_alert_too_large_once_enriched_is_dead_lettered_and_truncated_to_fit(real_alert):
+def test_an_oversize_input_is_dead_lettered_and_truncated_to_fit(real_alert):
     largest_input = MAX_MESSAGE_BYTES - 200  # what the broker still accepts (batch header 61 B + framing)
     big = rewritten_alert(real_alert, size=largest_input)
     junk = b"\xff" * largest_input  # not Avro, as large
@@ -87,9 +85,23 @@ def test_an_alert_too_large_once_enriched_is_dead_lettered_and_truncated_to_fit(
         assert source.startswith(record["value"]) and len(record["value"]) > len(source) - 2048
         assert record["key"] == b"k0" or record["key"] == b"k1"
         assert f"dead letter truncated to {MAX_OUTPUT_BYTES - len(message[1])} bytes" in record["reason"]
-    assert dead_record(messages[0])["reason"].startswith("output_too_large: ")
-    assert dead_record(messages[1])["reason"].startswith("avro_decode")
-    assert tally.statuses == Counter({"error:output_too_large": 1, "error:avro_decode": 1})
+        assert record["reason"].startswith("avro_decode")  # the decoder bounds a block to 1 MiB
+    assert tally.statuses == Counter({"error:avro_decode": 2})
+
+
+def test_an_alert_too_large_once_enriched_is_dead_lettered(real_alert, monkeypatch):
+    """With a broker limit below the enriched size (here 20 kB for a 66 kB alert) the alert becomes
+    an ``output_too_large`` dead letter that fits the limit, never a refused produce."""
+    from fink_t2.spark import stream
+
+    limit = 20_000
+    monkeypatch.setattr(stream, "MAX_OUTPUT_BYTES", limit)
+    messages, tally = route_batch(kafka_rows([real_alert]), Config())
+    assert [m[0] for m in messages] == [Config().output.deadletter_topic]
+    record = dead_record(messages[0])
+    assert record["reason"].startswith("output_too_large: ") and record["truncated"]
+    assert len(messages[0][1]) + len(messages[0][2]) <= limit and record["value_size"] == len(real_alert)
+    assert tally.statuses == Counter({"error:output_too_large": 1})
 
 
 def test_a_batch_of_poison_only_gives_one_dead_letter_each():
