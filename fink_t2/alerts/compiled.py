@@ -110,7 +110,7 @@ MISSING_FIELD_ERRORS = {
 FIRST_DECODE_ERROR = 16
 ERR_TRUNCATED, ERR_LONG_VARINT, ERR_BAD_UNION, ERR_NEGATIVE_LENGTH = 16, 17, 18, 19
 ERR_BAD_ENUM, ERR_TRAILING_BYTES, ERR_TOO_DEEP, ERR_BAD_COUNT = 20, 21, 22, 23
-ERR_BAD_OPCODE, ERR_BAD_UTF8, ERR_OUT_OF_RANGE, ERR_NEGATIVE_INDEX = 24, 25, 26, 27
+ERR_BAD_OPCODE, ERR_BAD_UTF8, ERR_OUT_OF_RANGE, ERR_NEGATIVE_INDEX, ERR_MIN_COUNT = 24, 25, 26, 27, 28
 NEED_CAPACITY = 99  # internal: grow the point arrays and resume at this alert
 #: the interpreter's error reasons (after ``avro_decode: ``).
 DECODE_ERRORS = {
@@ -121,6 +121,7 @@ DECODE_ERRORS = {
     ERR_BAD_OPCODE: "corrupt program", ERR_BAD_UTF8: "string not valid UTF-8",
     ERR_OUT_OF_RANGE: "value out of the range of its logical type",
     ERR_NEGATIVE_INDEX: "negative union or enum index",  # fastavro counts it from the end
+    ERR_MIN_COUNT: "block count -2^63 (its item count -(-2^63) is no long)",  # fastavro reads it as empty
 }
 
 # --------------------------------------------------------------------------- compiler
@@ -336,7 +337,7 @@ def _read_block_count(buf, pos, end):
     count, pos, status = _read_varint(buf, pos, end)
     if status == OK and count < 0:
         if count == np.int64(-9223372036854775807 - 1):
-            return count, pos, ERR_BAD_COUNT
+            return count, pos, ERR_MIN_COUNT
         count = -count
         _, pos, status = _read_varint(buf, pos, end)
     if status == OK and count > end - pos:

@@ -50,10 +50,11 @@ POLICY_REASONS = ("schema:", "type_mismatch:", "avro_decode: unsupported codec",
 #: union or enum index is >= 0 (fastavro takes -1 as the last branch), a block holds exactly its
 #: records (fastavro ignores trailing bytes; the enriched record would read them as t2 fields),
 #: a deflate block is a whole deflate stream (fastavro keeps what a cut stream inflates to), a
-#: container starts with Obj\x01 (fastavro 1.13 does not look at these 4 bytes).
+#: container starts with Obj\x01 (fastavro 1.13 does not look at these 4 bytes), a block count of
+#: -2^63 has no item count (fastavro's negation overflows and it reads an empty block).
 STRICTER_REASONS = ("avro_decode: varint longer than 10 bytes", "avro_decode: negative union or enum index",
                     "avro_decode: record shorter than its block", "avro_decode: truncated deflate block",
-                    "avro_decode: not an Avro container (bad magic)")
+                    "avro_decode: not an Avro container (bad magic)", "avro_decode: block count -2^63")
 OUTCOMES = ("agree_ok", "agree_error", "refused_by_policy", "stricter", "wrong", "crash", "hang")
 #: the t2 fields written into every enriched message (status and model as a cut alert).
 ENRICH_RESULT = {"t2_status": "cut:fuzz", "t2_model": "fuzz", "t2_class": None, "t2_probs": None, "t2_snia": None}

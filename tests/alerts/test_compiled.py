@@ -19,8 +19,9 @@ from fink_t2.alerts import compiled as fast_avro
 from fink_t2.alerts.batch import AlertBatch, records_to_batch
 from fink_t2.alerts.fastavro_path import decode_one
 from fink_t2.alerts.decode import decode_payloads
-from fink_t2.alerts.container import build_single_record_container, parse_container
+from fink_t2.alerts.container import build_single_record_container, encode_long, parse_container
 from fink_t2.alerts.schema import SchemaError
+from fink_t2.tools.fuzz_cases import trace_record
 
 from tests.conftest import SAMPLE_ALERTS, SHARED, shared_path
 
@@ -301,3 +302,41 @@ def test_random_record_bytes_never_raise(body):
     container = parse_container(SAMPLE_PACKET)
     payload = build_single_record_container(container.schema_json, container.sync, body)
     compiled_matches_fastavro([payload])
+
+
+def _edited_varint(packet: bytes, what: str, old: bytes, new: bytes) -> bytes:
+    """``packet`` with the first record varint of kind ``what`` (union, count) that is ``old``
+    replaced by ``new`` such that fastavro still reads it, re-framed."""
+    container = parse_container(packet)
+    record = container.blocks[0].data
+    for pos, kind in trace_record(container.schema_json, record):
+        if kind == what and record[pos : pos + len(old)] == old:
+            edited = record[:pos] + new + record[pos + len(old):]
+            payload = build_single_record_container(container.schema_json, container.sync, edited)
+            if fastavro_reads_something(payload):
+                return payload
+    raise AssertionError(f"no {what} {old!r} to edit")
+
+
+@pytest.mark.parametrize("edit, reason", [
+    # index 1 of [T, "null"] written as -1: fastavro takes the last branch, the same null
+    (lambda p: _edited_varint(p, "union", b"\x02", encode_long(-1)), "avro_decode: negative union or enum index"),
+    # an empty array as a block of -2^63 items and 0 bytes, then the end: fastavro reads no item
+    (lambda p: _edited_varint(p, "count", b"\x00", b"\xff" * 9 + b"\x01\x00\x00"), "avro_decode: block count -2^63"),
+    (lambda p: _edited_varint(p, "union", b"\x02", b"\x82" + b"\x80" * 9 + b"\x00"),
+     "avro_decode: varint longer than 10 bytes"),
+    (lambda p: b"Obz" + p[3:], "avro_decode: not an Avro container (bad magic)"),
+])
+def test_spec_violations_fastavro_reads_are_refused(edit, reason):
+    """fastavro 1.13 reads these (index -1 = last branch, -2^63 = empty block, magic unchecked...);
+    the Avro spec forbids them, and the compiled decoder refuses them, with the reason."""
+    payload = edit(SPARK_PACKET)
+    assert fastavro_reads_something(payload)
+    assert fast_avro.decode_container_payloads([payload]).error[0].startswith(reason)
+
+
+def fastavro_reads_something(payload: bytes) -> bool:
+    try:
+        return len(list(fastavro.reader(io.BytesIO(payload)))) == 1
+    except (EOFError, ValueError, IndexError, OverflowError):
+        return False
