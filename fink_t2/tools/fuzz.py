@@ -35,6 +35,7 @@ from typing import Any
 
 import numpy as np
 
+from fink_t2.alerts.batch import CANDIDATE_SCALARS
 from fink_t2.tools.fuzz_cases import CLASSES, Corpus, load_corpus, make_case
 
 ORACLE_MEMORY = 3 << 30  # bytes of address space for fastavro
@@ -77,7 +78,7 @@ def batch_row(batch: Any, i: int) -> Row:
     points = slice(int(batch.offsets[i]), int(batch.offsets[i + 1]))
     values = (
         batch.object_id[i], int(batch.candid[i]), int(batch.candidate_fid[i]),
-        *(_exact(getattr(batch, name)[i]) for name in ("jdstarthist", "rb", "nbad", "ssdistnr")),
+        *(_exact(getattr(batch, name)[i]) for name in CANDIDATE_SCALARS),
         None if batch.roid is None or batch.roid[i] == -1 else int(batch.roid[i]),  # -1: unknown, as no column
         None if batch.cdsxmatch is None else batch.cdsxmatch[i],
         tuple(map(_exact, batch.hist_jd[points])), tuple(batch.hist_fid[points].tolist()),
