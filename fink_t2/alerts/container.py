@@ -93,7 +93,10 @@ def _read_metadata(buf: bytes, pos: int) -> tuple[dict[str, bytes], int]:
         for _ in range(count):
             key, pos = _read_bytes(buf, pos)
             value, pos = _read_bytes(buf, pos)
-            meta[key.decode("utf-8", "replace")] = value
+            try:
+                meta[key.decode("utf-8")] = value
+            except UnicodeDecodeError as exc:  # an Avro map key is a string: fastavro fails on it too
+                raise ContainerError(f"header metadata key is not UTF-8 ({key[:40]!r})") from exc
 
 
 def parse_container(buf: bytes) -> Container:

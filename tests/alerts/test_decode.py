@@ -305,3 +305,12 @@ def test_negative_candid_is_an_error_row(decoder):
     """Issue 10 item 7: a negative candid went out as key b"None"; it is now a dead letter's reason."""
     schema, record = _schema_and_record(ZTF_PACKET)
     assert _decode_between_good_alerts(_written(schema, record | {"candid": -5})) == "invalid_field: candid -5 < 0"
+
+
+def test_header_metadata_key_not_utf8_is_an_error(decoder):
+    """Found by the fuzz run (seed 2, case 160029): the key avro.code\\xe3 was read as a foreign key,
+    the codec taken as null and the alert accepted, while fastavro.reader fails on the header."""
+    at = ZTF_PACKET.find(b"avro.codec") + len(b"avro.code")
+    payload = ZTF_PACKET[:at] + b"\xe3" + ZTF_PACKET[at + 1:]
+    assert fastavro_reads(payload) is False
+    assert _decode_between_good_alerts(payload) == "avro_decode: header metadata key is not UTF-8 (b'avro.code\\xe3')"
