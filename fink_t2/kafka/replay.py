@@ -131,7 +131,8 @@ def check_broker(endpoint: KafkaEndpoint, timeout: float = CONNECT_TIMEOUT_S) ->
     try:
         list_topics(probe, endpoint, timeout)
     except KafkaException as exc:
-        raise BrokerError(f"no Kafka broker answers at {describe(as_kafka_conf(endpoint))} within {timeout:g} s: "
+        where = describe(as_kafka_conf(endpoint))
+        raise BrokerError(f"no Kafka broker answers at {where} within {timeout:g} s: "
                           f"{exc.args[0].str()}") from None
 
 

@@ -104,7 +104,8 @@ def test_with_bootstrap_keeps_the_security_settings(tmp_path: Path) -> None:
      "[kafka] sasl_mechanism is required with SASL_PLAINTEXT"),
     ('security_protocol = "SASL_SSL"\nsasl_mechanism = "GSSAPI"\nsasl_username = "u"\nsasl_password = "p"',
      "[kafka] sasl_mechanism = 'GSSAPI': must be one of '', 'PLAIN', 'SCRAM-SHA-256', 'SCRAM-SHA-512'"),
-    ('security_protocol = "SASL_PLAINTEXT"\nsasl_mechanism = "PLAIN"\nsasl_password = "p"', "sasl_username is required"),
+    ('security_protocol = "SASL_PLAINTEXT"\nsasl_mechanism = "PLAIN"\nsasl_password = "p"',
+     "sasl_username is required"),
     ('security_protocol = "SASL_PLAINTEXT"\nsasl_mechanism = "PLAIN"\nsasl_username = "u"',
      "exactly one of sasl_password and sasl_password_env"),
     ('security_protocol = "SASL_PLAINTEXT"\nsasl_mechanism = "PLAIN"\nsasl_username = "u"\nsasl_password = "p"\n'
