@@ -354,6 +354,37 @@ class CutsConf(Section):
     stellar_max_distpsnr1_arcsec: float = key(1.0, at_least(0.0))
 
 
+@dataclass(frozen=True)
+class EmbeddingConf(Section):
+    """ASTROMER embeddings in the output: with ``enabled``, the enriched alert and the score of each
+    classified alert carry ``t2_embedding`` (the pooled encoder output, float32), null otherwise.
+    ``encoder``: a TFLite encoder (its metadata JSON beside it); empty = the shipped one."""
+
+    SECTION: ClassVar[str] = "embedding"
+    enabled: bool = False
+    encoder: str = ""
+
+
+#: ``[classifier] kind`` values: the t2 transformer on the GP grid, or a head on pooled ASTROMER embeddings.
+CLASSIFIER_KINDS: tuple[str, ...] = ("t2", "astromer")
+
+
+@dataclass(frozen=True)
+class ClassifierConf(Section):
+    """Which classifier fills ``t2_class``/``t2_probs``/``t2_snia``: ``"t2"`` (``[model]``) or
+    ``"astromer"``: the dense head ``head`` (an ``.npz`` with its metadata JSON beside it) on the
+    embeddings of the ``[embedding] encoder`` (computed whether or not they are output)."""
+
+    SECTION: ClassVar[str] = "classifier"
+    kind: str = key("t2", one_of(*CLASSIFIER_KINDS))
+    head: str = ""
+
+    def cross_checks(self) -> list[str]:
+        if self.kind == "astromer" and not self.head:
+            return ["[classifier] head is required with kind = 'astromer' (the .npz written by fink-t2 finetune)"]
+        return []
+
+
 def _duplicates(what: str, values: list[str]) -> list[str]:
     repeated = sorted({v for v in values if values.count(v) > 1})
     return [f"[output] {what} {v!r} is used more than once" for v in repeated]
@@ -368,6 +399,8 @@ class Config:
     spark: SparkConf = field(default_factory=SparkConf)
     model: ModelConf = field(default_factory=ModelConf)
     cuts: CutsConf = field(default_factory=CutsConf)
+    embedding: EmbeddingConf = field(default_factory=EmbeddingConf)
+    classifier: ClassifierConf = field(default_factory=ClassifierConf)
 
     def __post_init__(self) -> None:
         pattern = re.compile(self.input.subscribe_pattern)
@@ -386,6 +419,15 @@ class Config:
         """The configured model file, or None for the default model."""
         return self.model.path or None
 
+    def encoder_path(self) -> str | None:
+        """The configured ASTROMER encoder file, or None for the shipped encoder."""
+        return self.embedding.encoder or None
+
+    @property
+    def needs_encoder(self) -> bool:
+        """Whether the workers run the ASTROMER encoder (embeddings output, or the astromer classifier)."""
+        return self.embedding.enabled or self.classifier.kind == "astromer"
+
     def checkpoint_dir(self, base: Path = REPO_ROOT) -> str:
         """Checkpoint root; a relative local path is taken from the repo root."""
         path = self.checkpoint.dir
@@ -395,7 +437,7 @@ class Config:
 # ---------------------------------------------------------------------------------- loading
 _SECTIONS: dict[str, type[Section]] = {"kafka": KafkaConf, "input": InputConf, "output": OutputConf,
                                        "checkpoint": CheckpointConf, "spark": SparkConf, "model": ModelConf,
-                                       "cuts": CutsConf}
+                                       "cuts": CutsConf, "embedding": EmbeddingConf, "classifier": ClassifierConf}
 
 
 def _build(cls: type[Section], values: Any, problems: list[str], where: str) -> Any:

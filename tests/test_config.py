@@ -25,7 +25,7 @@ def _problems(raw: dict) -> list[str]:
 def test_packaged_templates_load_and_local_documents_the_defaults():
     local = load_config(DEFAULT_CONF)
     defaults = Config()
-    for section in ("kafka", "input", "checkpoint", "spark", "model"):
+    for section in ("kafka", "input", "checkpoint", "spark", "model", "embedding", "classifier"):
         assert getattr(local, section) == getattr(defaults, section), section
     assert dataclasses.replace(local.output, filters=()) == defaults.output
     cluster = load_config(CONF_TEMPLATES["cluster"])
@@ -69,6 +69,10 @@ def test_packaged_templates_load_and_local_documents_the_defaults():
     ({"output": {"delivery_timeout_seconds": "5"}}, "[output] delivery_timeout_seconds: must be a number, not '5'"),
     ({"output": {"topic_partitions": 0}}, "[output] topic_partitions = 0: must be >= 1"),
     ({"spark": {"arrow_max_bytes_per_batch": 0}}, "[spark] arrow_max_bytes_per_batch = 0: must be >= 1"),
+    # embeddings and the classifier choice
+    ({"embedding": {"enabled": "yes"}}, "[embedding] enabled: must be true or false, not 'yes'"),
+    ({"classifier": {"kind": "lstm"}}, "[classifier] kind = 'lstm': must be one of 't2', 'astromer'"),
+    ({"classifier": {"kind": "astromer"}}, "[classifier] head is required with kind = 'astromer'"),
     # structure
     ({"sparks": {}}, "unknown section(s): sparks"),
     ({"spark": {"triger_seconds": 1.0}}, "[spark] unknown key(s): triger_seconds"),
@@ -140,3 +144,13 @@ def test_outage_defaults_are_wait_and_120_s_and_the_shipped_conf_says_the_same()
 def test_fail_with_a_short_timeout_loads():
     out = parse_config({"output": {"on_broker_outage": "fail", "delivery_timeout_seconds": 5}}).output
     assert (out.on_broker_outage, out.delivery_timeout_seconds) == ("fail", 5.0)
+
+
+def test_embeddings_are_off_and_t2_classifies_by_default():
+    config = load_config(DEFAULT_CONF)
+    assert (config.embedding.enabled, config.encoder_path(), config.classifier.kind) == (False, None, "t2")
+    assert not config.needs_encoder
+    on = parse_config({"embedding": {"enabled": True, "encoder": "/x/enc.tflite"}})
+    assert on.needs_encoder and on.encoder_path() == "/x/enc.tflite"
+    head_only = parse_config({"classifier": {"kind": "astromer", "head": "/x/head.npz"}})
+    assert head_only.needs_encoder and not head_only.embedding.enabled
