@@ -19,10 +19,11 @@ from functools import lru_cache
 from typing import Any
 
 import fastavro
+import numpy as np
 
 from fink_t2.alerts.container import ContainerError, build_single_record_container, single_record
 
-ENRICHED_SCHEMA_VERSION = "1.0"
+ENRICHED_SCHEMA_VERSION = "1.1"  # 1.1: t2_embedding
 
 #: Avro fields appended to the alert record (documented in README "Output topics").
 T2_FIELDS: tuple[dict, ...] = (
@@ -33,7 +34,12 @@ T2_FIELDS: tuple[dict, ...] = (
      "doc": "class name -> probability, sums to 1 (null unless ok)"},
     {"name": "t2_snia", "type": ["null", "double"], "default": None, "doc": "P(SNIa) (null unless ok)"},
     {"name": "t2_model", "type": "string", "doc": "model id (fink_t2/data/models/<id>.json)"},
+    {"name": "t2_embedding", "type": ["null", {"type": "array", "items": "float"}], "default": None,
+     "doc": "ASTROMER embedding: mean over the observations of the encoder's last layer, float32 "
+            "(null unless ok and [embedding] enabled)"},
 )
+#: Score-record key of the embedding; present only when the result row has it ([embedding] enabled).
+EMBEDDING_KEY = "t2_embedding"
 _T2_RECORD = fastavro.parse_schema({"type": "record", "name": "t2_fields", "fields": list(T2_FIELDS)})
 
 DEADLETTER_SCHEMA = fastavro.parse_schema({
@@ -74,7 +80,20 @@ def _t2_values(result: Mapping[str, Any]) -> dict[str, Any]:
         "t2_probs": dict(probs) if probs else None,
         "t2_snia": None if snia is None or (isinstance(snia, float) and math.isnan(snia)) else float(snia),
         "t2_model": result["t2_model"],
+        EMBEDDING_KEY: _embedding_list(result.get(EMBEDDING_KEY)),
     }
+
+
+def _embedding_list(embedding: Any) -> list[float] | None:
+    """The embedding as Python floats of its float32 values (exact in Avro ``float``), or None."""
+    if embedding is None or (isinstance(embedding, float) and math.isnan(embedding)):
+        return None
+    return np.asarray(embedding, dtype=np.float32).tolist()
+
+
+def _shortest_float32(values: list[float]) -> list[float]:
+    """Each float32 value as the shortest decimal that reads back as the same float32 (JSON size)."""
+    return [float(str(v)) for v in np.asarray(values, dtype=np.float32)]
 
 
 @lru_cache(maxsize=64)
@@ -111,9 +130,15 @@ def enrich_alert(payload: bytes, result: Mapping[str, Any]) -> bytes:
 
 
 def score_message(result: Mapping[str, Any]) -> bytes:
-    """Compact JSON score record (objectId, candid and the t2 fields), UTF-8."""
+    """Compact JSON score record (objectId, candid and the t2 fields), UTF-8. ``t2_embedding`` is
+    there only when ``result`` has that key (embeddings enabled): a list of float32 values written
+    as the shortest decimals that read back as the same float32, or null."""
     values = _t2_values(result)
     values.pop("t2_schema_version")
+    if EMBEDDING_KEY not in result:
+        values.pop(EMBEDDING_KEY)
+    elif values[EMBEDDING_KEY] is not None:
+        values[EMBEDDING_KEY] = _shortest_float32(values[EMBEDDING_KEY])
     record = {"objectId": result.get("objectId"), "candid": _int_or_none(result.get("candid"))} | values
     return json.dumps(record, separators=(",", ":")).encode()
 

@@ -5,6 +5,7 @@ import io
 import json
 
 import fastavro
+import numpy as np
 import pytest
 
 from fink_t2.alerts.container import build_single_record_container, parse_container
@@ -41,6 +42,7 @@ def test_enriched_message_is_the_alert_plus_t2_fields(classified):
             assert sum(record["t2_probs"].values()) == pytest.approx(1.0, abs=1e-5)
         else:
             assert record["t2_class"] is None and record["t2_probs"] is None and record["t2_snia"] is None
+        assert record["t2_embedding"] is None  # embeddings off: the optional field is null
 
 
 def test_enrich_deflate_container_reframes_the_inflated_record():
@@ -104,3 +106,27 @@ def test_score_and_deadletter_messages():
                      "t2_probs": {"SNIa": 1.0}, "t2_snia": 1.0, "t2_model": "m"}
     (dead,) = list(fastavro.reader(io.BytesIO(deadletter_message("avro_decode: bad magic", b"xx", b"k", "ztf_1", 0, 7))))
     assert dead["reason"] == "avro_decode: bad magic" and dead["value"] == b"xx" and dead["offset"] == 7
+
+
+#: float32 values a JSON writer could round wrongly: tiny, huge, negative zero, 1/3, ulp steps.
+AWKWARD_FLOAT32 = np.array([1 / 3, -0.0, 1e-38, 3.4e38, 0.1, -2.5, np.nextafter(np.float32(1), np.float32(2)),
+                            1.1754944e-38, 123456.789], dtype=np.float32)
+
+
+def test_an_embedding_reads_back_as_the_same_float32_from_both_outputs(classified):
+    payloads, results = classified
+    i = int(results.index[results.t2_status == "ok"][0])
+    row = results.iloc[i].to_dict() | {"t2_embedding": AWKWARD_FLOAT32}
+    (record,) = list(fastavro.reader(io.BytesIO(enrich_alert(payloads[i], row))))
+    assert np.array_equal(np.array(record["t2_embedding"], dtype=np.float32), AWKWARD_FLOAT32)
+    assert record["candid"] == row["candid"] and record["t2_class"] == row["t2_class"]
+    score = json.loads(score_message(row))
+    assert np.array_equal(np.array(score["t2_embedding"], dtype=np.float32), AWKWARD_FLOAT32)
+    assert np.signbit(np.float32(score["t2_embedding"][1]))  # -0.0 stays negative
+    assert '"t2_embedding":[0.33333334,-0.0,1e-38,' in score_message(row).decode()  # shortest float32 decimals
+
+
+def test_score_has_the_embedding_key_only_when_embeddings_are_on():
+    row = {"objectId": "ZTF1", "candid": 5, "t2_status": "cut:bad_quality", "t2_model": "m"}
+    assert "t2_embedding" not in json.loads(score_message(row))
+    assert json.loads(score_message(row | {"t2_embedding": None}))["t2_embedding"] is None
