@@ -1,0 +1,1 @@
+"""ASTROMER: the self-supervised light-curve encoder at inference (numpy + LiteRT, no TensorFlow)."""
