@@ -47,3 +47,6 @@ GP_WAVELENGTH_SCALE_A: float = 6000.0  # fixed ℓ_λ, Å
 GP_TIME_SCALE_BOUNDS_DAYS: tuple[float, float] = (1.0, 1000.0)  # ℓ_t bounds, days
 GP_TIME_SCALE_START_DAYS: float = 20.0  # ℓ_t initial value of the reference fit, days
 GP_LOG_AMPLITUDE_HALF_WIDTH: float = 10.0  # ln A bounds: ln(0.25 s²) ± 10
+
+#: Output field of the ASTROMER embedding (enriched alert, score record, ``classify`` table).
+EMBEDDING_FIELD: str = "t2_embedding"

@@ -21,6 +21,7 @@ from typing import Any
 import fastavro
 import numpy as np
 
+from fink_t2.contract import EMBEDDING_FIELD
 from fink_t2.alerts.container import ContainerError, build_single_record_container, single_record
 
 ENRICHED_SCHEMA_VERSION = "1.1"  # 1.1: t2_embedding
@@ -34,12 +35,12 @@ T2_FIELDS: tuple[dict, ...] = (
      "doc": "class name -> probability, sums to 1 (null unless ok)"},
     {"name": "t2_snia", "type": ["null", "double"], "default": None, "doc": "P(SNIa) (null unless ok)"},
     {"name": "t2_model", "type": "string", "doc": "model id (fink_t2/data/models/<id>.json)"},
-    {"name": "t2_embedding", "type": ["null", {"type": "array", "items": "float"}], "default": None,
+    {"name": EMBEDDING_FIELD, "type": ["null", {"type": "array", "items": "float"}], "default": None,
      "doc": "ASTROMER embedding: mean over the observations of the encoder's last layer, float32 "
             "(null unless ok and [embedding] enabled)"},
 )
 #: Score-record key of the embedding; present only when the result row has it ([embedding] enabled).
-EMBEDDING_KEY = "t2_embedding"
+EMBEDDING_KEY = EMBEDDING_FIELD
 _T2_RECORD = fastavro.parse_schema({"type": "record", "name": "t2_fields", "fields": list(T2_FIELDS)})
 
 DEADLETTER_SCHEMA = fastavro.parse_schema({

@@ -32,7 +32,6 @@ from fink_t2.science.model_input import band_wavelengths, build_input, contract_
 
 OUTPUT_COLUMNS: tuple[str, ...] = ("objectId", "candid", "t2_status", "t2_class", "t2_probs", "t2_snia", "t2_model")
 STATUS_OK = "ok"
-SNIA_INDEX = CLASS_NAMES.index("SNIa")
 GP_CHUNK = 1024  # alerts per GP call (bounds the (B, P, P) work arrays)
 
 
@@ -95,9 +94,12 @@ def run_stages(batch: AlertBatch, model: T2Model, cuts: CutsConf | None = None) 
     return Classified(status, probs, lcs, grid, gp_mean, gp_std)
 
 
-def to_records(batch: AlertBatch, result: Classified, model_id: str) -> pd.DataFrame:
-    """The output table (``OUTPUT_COLUMNS``), one row per alert of the batch."""
+def to_records(batch: AlertBatch, result: Classified, model_id: str,
+               class_names: tuple[str, ...] = CLASS_NAMES) -> pd.DataFrame:
+    """The output table (``OUTPUT_COLUMNS``), one row per alert of the batch; ``class_names`` name
+    the columns of ``result.probs`` (a classifier may have a subset of t2's; no SNIa: null P(SNIa))."""
     n = len(batch)
+    snia = class_names.index("SNIa") if "SNIa" in class_names else None
     t2_class: list[str | None] = [None] * n
     t2_probs: list[dict[str, float] | None] = [None] * n
     t2_snia = np.full(n, np.nan)
@@ -105,9 +107,9 @@ def to_records(batch: AlertBatch, result: Classified, model_id: str) -> pd.DataF
         if result.status[i] != STATUS_OK:
             continue
         p = result.probs[row]
-        t2_class[i] = CLASS_NAMES[int(np.argmax(p))]
-        t2_probs[i] = dict(zip(CLASS_NAMES, p.tolist()))
-        t2_snia[i] = p[SNIA_INDEX]
+        t2_class[i] = class_names[int(np.argmax(p))]
+        t2_probs[i] = dict(zip(class_names, p.tolist()))
+        t2_snia[i] = p[snia] if snia is not None else np.nan
     return pd.DataFrame({
         "objectId": batch.object_id,
         "candid": pd.array([c if c >= 0 else None for c in batch.candid.tolist()], dtype="Int64"),

@@ -152,11 +152,7 @@ def route_batch(frame: pd.DataFrame, config: Config) -> tuple[list[Message], Tal
     ``frame`` has columns key, value, topic, partition, offset. Per alert: one enriched
     message and one score, or one dead letter.
     """
-    from fink_t2.science.classify import classify
-    from fink_t2.science.model import load_model
-
-    model = load_model(config.model_path(), num_threads=config.model.num_threads)
-    results = classify(frame["value"].tolist(), model, config.cuts)
+    results = classify_payloads(frame["value"].tolist(), config)
     messages: list[Message] = []
     tally = Tally(alerts=len(frame))
     for row, source in zip(results.to_dict("records"), source_messages(frame)):
@@ -165,6 +161,22 @@ def route_batch(frame: pd.DataFrame, config: Config) -> tuple[list[Message], Tal
         messages += routed
     tally.topics.update(topic for topic, _, _ in messages)
     return messages, tally
+
+
+def classify_payloads(payloads: list[bytes | None], config: Config) -> pd.DataFrame:
+    """The ``classify`` table of one batch, by the configured classifier: t2 alone, t2 with
+    embeddings, or the ASTROMER head (then the t2 model is not loaded). Models load once per process."""
+    from fink_t2.science.classify import classify
+    from fink_t2.science.model import load_model
+
+    model = None
+    if config.classifier.kind == "t2":
+        model = load_model(config.model_path(), num_threads=config.model.num_threads)
+    if not config.needs_encoder:
+        return classify(payloads, model, config.cuts)
+    from fink_t2.astromer.classify import cached_stage, classify as classify_with_encoder
+
+    return classify_with_encoder(payloads, cached_stage(config), model, config.cuts)
 
 
 def _frame(messages: list[Message]) -> pd.DataFrame:
@@ -380,8 +392,18 @@ class RunStats:
 
 
 def check_model(config: Config) -> None:
-    """Load the configured model and score one all-zero input, so that a bad model stops the job
-    at start-up (``ModelError``), not at its first micro-batch."""
+    """Load the configured models and score them, so that a bad model stops the job at start-up
+    (``ModelError``, ``HeadError``), not at its first micro-batch: t2 on an all-zero input, the
+    encoder (and head) on a short light curve."""
+    if config.needs_encoder:
+        from fink_t2.astromer.classify import check_stage
+
+        check_stage(config)
+    if config.classifier.kind == "t2":
+        _check_t2_model(config)
+
+
+def _check_t2_model(config: Config) -> None:
     import numpy as np
 
     from fink_t2.contract import CLASS_NAMES

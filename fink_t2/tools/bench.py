@@ -154,6 +154,31 @@ def measure_stages(payloads: list[bytes], repeats: int) -> StageFigures:
     )
 
 
+def measure_embeddings(payloads: list[bytes], encoder_path: str | None, repeats: int) -> dict:
+    """The ASTROMER stage on the same alerts: the encoder alone per classified alert (light curves →
+    windows → pooled embeddings), and the whole ``classify`` with embeddings on (t2 + encoder)."""
+    from fink_t2.astromer.classify import AstromerStage, classify as classify_with_embeddings, pooled_embeddings
+    from fink_t2.astromer.encoder import Encoder
+
+    encoder = Encoder.load(encoder_path)
+    stage = AstromerStage(encoder, None, output_embedding=True)
+    model = load_model()
+    batch = decode_payloads(payloads)
+    selected = np.array([i for i, r in enumerate(cut_reasons(batch)) if r is None and batch.error[i] is None],
+                        dtype=np.int64)
+    lcs = build_light_curves(batch, selected)
+    n, k = len(payloads), max(len(lcs), 1)
+    encoder_rate = best_rate(k, lambda: pooled_embeddings(encoder, lcs, batch.object_id), repeats)
+    whole = best_rate(n, lambda: classify_with_embeddings(payloads, stage, model), repeats)
+    return {
+        "encoder": str(encoder.path), "embedding_dim": encoder.width,
+        "embedding_classified_per_s_core": encoder_rate,
+        "embedding_ms_per_classified_alert": 1000.0 / encoder_rate,
+        "classify_all_with_embeddings_per_s_core": whole,
+        "classified_with_embeddings_per_s_core": whole * len(lcs) / n,
+    }
+
+
 def measure_reference_gp_model(payloads: list[bytes], n_classified: int) -> tuple[float, str]:
     """Per-alert GP + one invoke per alert: classified alerts/s on the first ``n_classified`` passing."""
     model = load_model()
@@ -364,12 +389,15 @@ def environment_facts() -> dict:
     }
 
 
-def run_bench(alerts: Sequence[str], n: int, quick: bool, stream: bool, conf: str | None) -> dict:
-    """The whole benchmark; returns the JSON-ready figures."""
+def run_bench(alerts: Sequence[str], n: int, quick: bool, stream: bool, conf: str | None,
+              embeddings: bool = True, encoder: str | None = None) -> dict:
+    """The whole benchmark; returns the JSON-ready figures. With ``embeddings``, the ASTROMER stage
+    too (``encoder``, default the shipped one)."""
     messages = load_messages(alerts)
     payloads = replicate(messages, n)
     with one_pinned_core() as core:
         stages = measure_stages(payloads, repeats=1 if quick else 3)
+        embedding = measure_embeddings(payloads, encoder, repeats=1 if quick else 3) if embeddings else {}
         reference_gp_model, flavour = measure_reference_gp_model(payloads, QUICK_REFERENCE if quick else FULL_REFERENCE)
     # the reference decodes and cuts every alert too (same stages), then fits and invokes per alert
     seconds = n / stages.decode + n / stages.cuts + stages.n_classified / reference_gp_model
@@ -389,7 +417,7 @@ def run_bench(alerts: Sequence[str], n: int, quick: bool, stream: bool, conf: st
         "reference_gp_model_classified_per_s_core": reference_gp_model,
         "reference_classified_per_s_core": reference_rate,
         "speedup_vs_reference": stages.classify_classified / reference_rate,
-    }
+    } | embedding
     if stream:
         figures |= measure_end_to_end(payloads, load_config(conf))
     return figures | {"environment": environment_facts()}
@@ -398,6 +426,7 @@ def run_bench(alerts: Sequence[str], n: int, quick: bool, stream: bool, conf: st
 STAGE_KEYS = ("decoded_per_s_core", "cuts_per_s_core", "gp_classified_per_s_core",
               "model_input_classified_per_s_core", "inference_classified_per_s_core",
               "output_encoding_per_s_core", "classify_all_per_s_core", "classified_per_s_core",
+              "embedding_classified_per_s_core", "classified_with_embeddings_per_s_core",
               "reference_classified_per_s_core")
 
 
@@ -405,7 +434,7 @@ def format_table(figures: dict) -> str:
     """The figures as a terminal table."""
     lines = [f"fink-t2 bench: {figures['n_alerts']} alerts ({figures['n_unique_alerts']} unique), "
              f"{figures['classified_fraction']:.0%} classified, one pinned core", ""]
-    lines += [f"  {key:<40} {figures[key]:>12,.0f}" for key in STAGE_KEYS]
+    lines += [f"  {key:<40} {figures[key]:>12,.0f}" for key in STAGE_KEYS if key in figures]
     lines.append(f"  {'speedup_vs_reference (' + figures['reference_flavour'] + ')':<40} "
                  f"{figures['speedup_vs_reference']:>12.1f}×")
     for key in ("end_to_end_alerts_per_s", "end_to_end_steady_alerts_per_s", "end_to_end_wall_s",
@@ -428,6 +457,10 @@ MARKDOWN_ROWS = (
     ("inference_classified_per_s_core", "inference, classified alerts/s/core", None),
     ("classify_all_per_s_core", "whole `classify`, all alerts/s/core", None),
     ("classified_per_s_core", "whole `classify`, **classified** alerts/s/core", (2_000, "≥ 2,000")),
+    ("embedding_classified_per_s_core", "ASTROMER encoder (light curves → pooled embeddings), classified alerts/s/core", None),
+    ("embedding_ms_per_classified_alert", "ASTROMER encoder, ms per classified alert", None),
+    ("classified_with_embeddings_per_s_core", "whole `classify` **with embeddings**, classified alerts/s/core",
+     (1_000, "≥ 1,000")),
     ("reference_classified_per_s_core", "reference path (per-alert GP + one invoke), classified/s/core", None),
     ("speedup_vs_reference", "ours / reference, same run", (30, "≥ 30×")),
     ("end_to_end_alerts_per_s", "end to end Kafka → Spark → Kafka, alerts/s (all micro-batches)", (3_000, "≥ 3,000")),
@@ -437,7 +470,9 @@ MARKDOWN_ROWS = (
 
 
 def _markdown_value(key: str, value: float) -> str:
-    return f"{value:.1f}×" if key == "speedup_vs_reference" else f"{value:,.0f}"
+    if key == "speedup_vs_reference":
+        return f"{value:.1f}×"
+    return f"{value:.3f}" if key == "embedding_ms_per_classified_alert" else f"{value:,.0f}"
 
 
 def _target_cell(target: tuple[float, str] | None, value: float) -> str:
@@ -456,7 +491,7 @@ def format_markdown(figures: dict, command: str) -> str:
              f"Python {env['python']}, pyspark {env['pyspark']}, numpy {env['numpy']}, ai-edge-litert "
              f"{env['ai_edge_litert']}; command `{command}`; N = {figures['n_alerts']:,} alerts "
              f"({figures['n_unique_alerts']} unique, {figures['classified_fraction']:.0%} pass the cuts); "
-             f"reference GP: {figures['reference_flavour']}.", "",
+             f"reference GP: {figures['reference_flavour']}" + _encoder_note(figures) + ".", "",
              "| figure | measured | target |", "|---|---|---|"]
     for key, label, target in MARKDOWN_ROWS:
         if key in figures:
@@ -466,6 +501,12 @@ def format_markdown(figures: dict, command: str) -> str:
         lines.append(f"| model loads / Python workers | {figures['model_loads']} / {figures['python_workers']} "
                      f"| equal {'✔' if equal else '✘'} |")
     return "\n".join(lines + ["", README_END])
+
+
+def _encoder_note(figures: dict) -> str:
+    if "encoder" not in figures:
+        return "; embeddings not measured (--no-embeddings)"
+    return f"; encoder {Path(figures['encoder']).name} (d = {figures['embedding_dim']})"
 
 
 def write_readme_block(readme: Path, block: str) -> None:
@@ -505,7 +546,8 @@ def _command_line(args) -> str:
     """The documented command this run stands for (``make bench`` when it ran the Makefile's)."""
     return os.environ.get("FINK_T2_BENCH_COMMAND") or "fink-t2 bench " + " ".join(
         f"--{k.replace('_', '-')} {v}" for k, v in (("n", args.n), ("conf", args.conf)) if v) + \
-        (" --quick" if args.quick else "") + (" --no-stream" if args.no_stream else "")
+        (" --quick" if args.quick else "") + (" --no-stream" if args.no_stream else "") + \
+        (" --no-embeddings" if args.no_embeddings else "") + (f" --encoder {args.encoder}" if args.encoder else "")
 
 
 def add_bench_parser(subparsers) -> None:
@@ -516,6 +558,8 @@ def add_bench_parser(subparsers) -> None:
     p.add_argument("--quick", action="store_true", help="small N, one repeat: under two minutes")
     p.add_argument("--no-stream", action="store_true", help="skip the Kafka → Spark → Kafka measurement")
     p.add_argument("--conf", default=None, help="TOML config for the streaming part (default: packaged local.toml)")
+    p.add_argument("--no-embeddings", action="store_true", help="skip the ASTROMER embedding stage")
+    p.add_argument("--encoder", default=None, help="ASTROMER encoder .tflite of the embedding stage (default: shipped)")
     p.add_argument("--out", default=None, help="write the figures as JSON")
     p.add_argument("--plot", default=None, help="write a PNG bar chart of the stages")
     p.add_argument("--readme", default=None, help="rewrite the figures table between the bench markers of this file")
@@ -528,7 +572,8 @@ def run_bench_command(args) -> int:
     if args.require_george and not _george_available():
         raise SystemExit("fink-t2 bench --require-george: george is not installed (pip install '.[bench]')")
     n = args.n or (QUICK_N if args.quick else FULL_N)
-    figures = run_bench(args.alerts, n, args.quick, not args.no_stream, args.conf)
+    figures = run_bench(args.alerts, n, args.quick, not args.no_stream, args.conf, embeddings=not args.no_embeddings,
+                        encoder=args.encoder)
     print(format_table(figures))
     if args.readme:
         write_readme_block(Path(args.readme), format_markdown(figures, _command_line(args)))

@@ -143,6 +143,19 @@ def _eval_data(plasticc, bts, split, mode, per_object, progress=False):
                                    cache_dir=data.CACHE_DIR)  # the training pipeline caches its test data
 
 
+def _astromer_comparison(args: argparse.Namespace, desc: dict) -> dict:
+    """``--astromer-head``: the head (on ``--encoder``) against t2 on the same emulated alerts."""
+    from fink_t2.train import astromer_compare, evaluate
+
+    if desc["mode"] != "alert":
+        raise ValueError("--astromer-head compares on emulated alerts: use --mode alert")
+    batch, label, object_id = astromer_compare.emulated_alerts(desc["source"], desc["directory"], desc["split"],
+                                                               args.per_object, evaluate.EVAL_SEED)
+    comparison = astromer_compare.compare(args.model, args.astromer_head, args.encoder, batch, label, object_id)
+    print(astromer_compare.format_comparison(comparison))
+    return comparison
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from fink_t2.train import evaluate
 
@@ -163,6 +176,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         print(f"stored temperature {fit['temperature']:.4f} in {Path(args.model).with_suffix('.json')}")
         # report again, now with the stored temperature applied by the runner
         report, probs = evaluate.evaluate(args.model, prepared, desc, fit_temperature=True, baseline=baseline)
+    if args.astromer_head:
+        report["astromer_comparison"] = _astromer_comparison(args, desc)
     print(evaluate.format_report(report))
     if args.out:
         out = Path(args.out)
@@ -238,6 +253,9 @@ def add_train_parsers(subparsers) -> None:
     p.add_argument("--baseline-bts", type=Path, default=data.BTS_DIR,
                    help="BTS folder whose train split trains the feature baseline (default %(default)s)")
     p.add_argument("--no-baseline", action="store_true", help="skip the feature baseline")
+    p.add_argument("--astromer-head", help="also compare this ASTROMER head (.npz of `fink-t2 finetune`) with the "
+                                           "model on the same emulated alerts (alert mode)")
+    p.add_argument("--encoder", help="ASTROMER encoder of --astromer-head (default: the shipped one)")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(handler=cmd_evaluate)
 
