@@ -22,7 +22,7 @@ ALLOWED_LAYERS: dict[str, set[str]] = {
     "alerts": {"contract", "config"},
     "science": {"contract", "config", "alerts"},
     "astromer": {"contract", "config", "alerts", "science"},
-    "kafka": {"contract", "config", "alerts", "science"},
+    "kafka": {"contract", "config", "alerts", "science", "astromer"},
     "spark": {"contract", "config", "alerts", "science", "astromer", "kafka"},
     "tools": {"contract", "config", "alerts", "science", "astromer", "kafka", "spark"},
     "train": {"contract", "config", "alerts", "science", "astromer"},

@@ -1,1 +1,1 @@
-"""ASTROMER: the self-supervised light-curve encoder at inference (numpy + LiteRT, no TensorFlow)."""
+"""ASTROMER light-curve encoder at inference: numpy windows and LiteRT (no TensorFlow)."""
