@@ -1,0 +1,114 @@
+"""The ASTROMER stage of classify on the real sample alerts: embeddings only for classified alerts,
+from t2's own light curves; t2's fields untouched; the head as the classifier; bad heads refused."""
+from __future__ import annotations
+
+import io
+
+import fastavro
+import numpy as np
+import pytest
+
+from fink_t2.astromer.classify import (AstromerStage, NOT_FINITE, check_head_fits, classify, encoder_light_curves,
+                                       pooled_embeddings)
+from fink_t2.astromer.head import HeadError, load_head
+from fink_t2.alerts.decode import decode_payloads
+from fink_t2.config import CutsConf
+from fink_t2.contract import EMBEDDING_FIELD
+from fink_t2.science import classify as t2
+from fink_t2.science.lightcurve import build_light_curves, cut_reasons
+from fink_t2.science.model import load_model
+
+from tests.astromer.encoders import random_head, stream_encoder
+
+CUTS = CutsConf(stellar_counterpart=False)  # most datasim sample alerts sit on PS1 point sources
+
+
+@pytest.fixture(scope="module")
+def encoder(tmp_path_factory):
+    return stream_encoder(tmp_path_factory.mktemp("encoder"))[1]
+
+
+def test_light_curves_for_the_encoder_are_the_alerts_own_detections(sample_payloads):
+    batch = decode_payloads(sample_payloads)
+    selected = np.array([i for i, r in enumerate(cut_reasons(batch, CUTS)) if r is None and batch.error[i] is None])
+    lcs = build_light_curves(batch, selected)
+    curves = encoder_light_curves(lcs, batch.object_id)
+    assert len(curves) == len(selected) > 10
+    for curve, alert in zip(curves, selected):
+        record = next(fastavro.reader(io.BytesIO(sample_payloads[alert])))
+        points = {(p["jd"], p["fid"]): p for p in [record["candidate"], *(record["prv_candidates"] or [])]
+                  if p["fid"] in (1, 2) and p["magpsf"] is not None}
+        jd = np.array(sorted(points))[:, 0]
+        assert curve.object_id == record["objectId"]
+        assert np.array_equal(curve.mjd, jd - jd[0])  # days since the first detection, time-ordered
+        ordered = [points[k] for k in sorted(points)]
+        # magpsf through flux and back: relative round-off ~1e-16 of a ~20 mag value
+        assert curve.mag == pytest.approx([p["magpsf"] for p in ordered], abs=1e-12)
+        assert curve.magerr == pytest.approx([p["sigmapsf"] for p in ordered], rel=1e-12)
+        assert list(curve.band) == [p["fid"] - 1 for p in ordered]
+
+
+def test_embeddings_are_for_the_classified_alerts_and_t2_is_unchanged(sample_payloads, encoder):
+    model = load_model()
+    plain = t2.classify(sample_payloads, model, CUTS)
+    with_embeddings = classify(sample_payloads, AstromerStage(encoder, None, True), model, CUTS)
+    assert with_embeddings.drop(columns=[EMBEDDING_FIELD]).equals(plain)
+    ok = (plain.t2_status == "ok").to_numpy()
+    assert ok.sum() > 10 and (~ok).sum() > 10
+    embeddings = with_embeddings[EMBEDDING_FIELD]
+    assert all(e is None for e in embeddings[~ok])
+    batch = decode_payloads(sample_payloads)
+    lcs = build_light_curves(batch, np.flatnonzero(ok))
+    expected = pooled_embeddings(encoder, lcs, batch.object_id)
+    got = np.stack(embeddings[ok].to_list())
+    assert got.dtype == np.float32 and got.shape == (ok.sum(), encoder.width)
+    assert np.array_equal(got, expected)
+
+
+def test_without_output_the_table_has_no_embedding_column(sample_payloads, encoder):
+    table = classify(sample_payloads[:20], AstromerStage(encoder, None, False), load_model(), CUTS)
+    assert EMBEDDING_FIELD not in table.columns
+
+
+def test_the_head_classifies_every_alert_that_passes_the_cuts(sample_payloads, encoder, tmp_path):
+    head = load_head(random_head(tmp_path, encoder, ["SNIa", "SNII", "SNIbc"]))
+    table = classify(sample_payloads, AstromerStage(encoder, head, True), None, CUTS)
+    batch = decode_payloads(sample_payloads)
+    reasons = cut_reasons(batch, CUTS)
+    passes = np.array([r is None and e is None for r, e in zip(reasons, batch.error)])
+    assert list(table.t2_status[~passes]) == [f"error:{e}" if e else f"cut:{r}"
+                                              for r, e in zip(np.array(reasons, dtype=object)[~passes],
+                                                              np.array(batch.error, dtype=object)[~passes])]
+    ok = table[passes]
+    assert (ok.t2_status == "ok").all() and (ok.t2_model == head.head_id).all()
+    probs = head.predict(np.stack(ok[EMBEDDING_FIELD].to_list()))
+    assert [list(p) for p in ok.t2_probs] == [list(head.class_names)] * len(ok)
+    assert np.array_equal(np.array([list(p.values()) for p in ok.t2_probs]), probs)
+    assert np.array_equal(ok.t2_snia.to_numpy(dtype=float), probs[:, 0])
+    assert list(ok.t2_class) == [head.class_names[i] for i in probs.argmax(axis=1)]
+
+
+def test_a_head_of_another_encoder_or_with_foreign_classes_is_refused(encoder, tmp_path):
+    other = load_head(random_head(tmp_path, encoder, ["SNIa", "SNII"]))
+    check_head_fits(other, encoder)
+    other.meta["encoder_sha256"] = "f" * 64
+    with pytest.raises(HeadError, match="was trained on encoder sha256 f{64}"):
+        check_head_fits(other, encoder)
+    foreign = load_head(random_head(tmp_path, encoder, ["SNIa", "Cepheid"], seed=1))
+    with pytest.raises(HeadError, match=r"class\(es\) \['Cepheid'\] are not t2 classes"):
+        check_head_fits(foreign, encoder)
+
+
+def test_a_non_finite_embedding_is_an_error_status_not_an_output(sample_payloads, encoder, monkeypatch):
+    stage = AstromerStage(encoder, None, True)
+    real = pooled_embeddings
+
+    def poisoned(enc, lcs, object_ids):
+        out = real(enc, lcs, object_ids)
+        out[0, 0] = np.nan
+        return out
+
+    monkeypatch.setattr("fink_t2.astromer.classify.pooled_embeddings", poisoned)
+    table = classify(sample_payloads, stage, load_model(), CUTS)
+    bad = table[table.t2_status == NOT_FINITE]
+    assert len(bad) == 1 and bad[EMBEDDING_FIELD].iloc[0] is None and bad.t2_class.iloc[0] is None
