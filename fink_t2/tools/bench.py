@@ -27,10 +27,10 @@ from fink_t2.alerts.decode import decode_payloads
 from fink_t2.alerts.container import build_single_record_container, parse_container
 from fink_t2.science.classify import STATUS_OK, run_gp, classify
 from fink_t2.config import REPO_ROOT, Config, KafkaConf, load_config
-from fink_t2.contract import BANDS, ZTF_WAVELENGTH_A
+from fink_t2.contract import ASTROMER_SHIPPED_ENCODER_ID, BANDS, ZTF_WAVELENGTH_A
 from fink_t2.kafka.messages import enrich_alert, score_message
 from fink_t2.science.lightcurve import build_light_curves, cut_reasons
-from fink_t2.science.model import LOAD_LOG_ENV, load_model
+from fink_t2.science.model import LOAD_LOG_ENV, MODELS_DIR, load_model
 from fink_t2.science.model_input import band_wavelengths, build_input, contract_of, model_grid
 
 DEFAULT_ALERTS = REPO_ROOT / "data" / "alerts"
@@ -177,6 +177,14 @@ def measure_embeddings(payloads: list[bytes], encoder_path: str | None, repeats:
         "classify_all_with_embeddings_per_s_core": whole,
         "classified_with_embeddings_per_s_core": whole * len(lcs) / n,
     }
+
+
+def _embedding_stage(payloads: list[bytes], encoder: str | None, repeats: int) -> dict:
+    """:func:`measure_embeddings`, or why it was skipped: no ``encoder`` given and none shipped."""
+    shipped = MODELS_DIR / f"{ASTROMER_SHIPPED_ENCODER_ID}.tflite"
+    if encoder is None and not shipped.is_file():
+        return {"embedding_skipped": f"no encoder: {shipped} is not shipped yet and --encoder was not given"}
+    return measure_embeddings(payloads, encoder, repeats)
 
 
 def measure_reference_gp_model(payloads: list[bytes], n_classified: int) -> tuple[float, str]:
@@ -397,7 +405,7 @@ def run_bench(alerts: Sequence[str], n: int, quick: bool, stream: bool, conf: st
     payloads = replicate(messages, n)
     with one_pinned_core() as core:
         stages = measure_stages(payloads, repeats=1 if quick else 3)
-        embedding = measure_embeddings(payloads, encoder, repeats=1 if quick else 3) if embeddings else {}
+        embedding = _embedding_stage(payloads, encoder, 1 if quick else 3) if embeddings else {}
         reference_gp_model, flavour = measure_reference_gp_model(payloads, QUICK_REFERENCE if quick else FULL_REFERENCE)
     # the reference decodes and cuts every alert too (same stages), then fits and invokes per alert
     seconds = n / stages.decode + n / stages.cuts + stages.n_classified / reference_gp_model
@@ -441,6 +449,8 @@ def format_table(figures: dict) -> str:
                 "worker_peak_rss_mib", "python_workers", "model_loads"):
         if key in figures:
             lines.append(f"  {key:<40} {figures[key]:>12,.1f}")
+    if "embedding_skipped" in figures:
+        lines.append(f"  embeddings skipped: {figures['embedding_skipped']}")
     env = figures["environment"]
     lines += ["", f"  {env['cpu_model']}, {env['cpu_count']} cores, Python {env['python']}, pyspark "
               f"{env['pyspark']}, numpy {env['numpy']}, commit {env['git_commit']}, {env['date']}"]
@@ -505,7 +515,7 @@ def format_markdown(figures: dict, command: str) -> str:
 
 def _encoder_note(figures: dict) -> str:
     if "encoder" not in figures:
-        return "; embeddings not measured (--no-embeddings)"
+        return f"; embeddings not measured ({figures.get('embedding_skipped', '--no-embeddings')})"
     return f"; encoder {Path(figures['encoder']).name} (d = {figures['embedding_dim']})"
 
 

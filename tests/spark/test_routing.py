@@ -6,6 +6,7 @@ import json
 from collections import Counter
 
 import fastavro
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pytest
@@ -124,3 +125,36 @@ def test_a_batch_of_poison_only_gives_one_dead_letter_each():
 ])
 def test_status_groups_drop_the_details(status, group):
     assert status_group(status) == group
+
+
+def test_an_embedding_rides_in_both_messages_and_counts_in_the_size_limit(sample_payloads, tmp_path, monkeypatch):
+    """``[embedding] enabled``: the enriched alert and the score carry the same float32 embedding, and
+    an alert that fits the limit without it but not with it is an ``output_too_large`` dead letter."""
+    from fink_t2.config import parse_config
+    from fink_t2.science.classify import classify
+    from fink_t2.spark import stream
+    from tests.astromer.encoders import stream_encoder
+
+    encoder_path, encoder = stream_encoder(tmp_path)
+    plain = parse_config({"cuts": {"stellar_counterpart": False}})
+    embedding = parse_config({"cuts": {"stellar_counterpart": False},
+                              "embedding": {"enabled": True, "encoder": str(encoder_path)}})
+    statuses = classify(sample_payloads, cuts=plain.cuts).t2_status
+    alert = sample_payloads[int(statuses.index[statuses == "ok"][0])]
+    messages, _ = route_batch(kafka_rows([alert]), embedding)
+    (enriched,), (score,) = ([m for m in messages if m[0] == t] for t in (plain.output.enriched_topic,
+                                                                          plain.output.scores_topic))
+    from_avro = next(fastavro.reader(io.BytesIO(enriched[2])))["t2_embedding"]
+    from_json = json.loads(score[2])["t2_embedding"]
+    assert len(from_avro) == encoder.width
+    assert np.array_equal(np.float32(from_avro), np.float32(from_json))
+
+    without = [m for m in route_batch(kafka_rows([alert]), plain)[0] if m[0] == plain.output.enriched_topic][0]
+    limit = len(without[1]) + len(without[2]) + 2  # fits without the embedding (4·d + 2 bytes more with it)
+    monkeypatch.setattr(stream, "MAX_OUTPUT_BYTES", limit)
+    assert [m[0] for m in route_batch(kafka_rows([alert]), plain)[0]] == [plain.output.enriched_topic,
+                                                                           plain.output.scores_topic]
+    messages, tally = route_batch(kafka_rows([alert]), embedding)
+    assert [m[0] for m in messages] == [plain.output.deadletter_topic]
+    assert dead_record(messages[0])["reason"].startswith("output_too_large: ")
+    assert tally.statuses == Counter({"error:output_too_large": 1})

@@ -7,16 +7,21 @@ import math
 from fink_t2.cli import main
 from fink_t2.tools.bench import README_BEGIN, README_END
 
+from tests.astromer.encoders import stream_encoder
+
 REQUIRED = ("classified_per_s_core", "reference_classified_per_s_core", "speedup_vs_reference",
             "decoded_per_s_core", "gp_classified_per_s_core", "inference_classified_per_s_core",
             "output_encoding_per_s_core", "classify_all_per_s_core")
+EMBEDDING_KEYS = ("embedding_classified_per_s_core", "embedding_ms_per_classified_alert",
+                  "classify_all_with_embeddings_per_s_core", "classified_with_embeddings_per_s_core")
 
 
 def test_quick_bench_json_is_complete_and_consistent(tmp_path, capsys):
     out, png, readme = tmp_path / "bench.json", tmp_path / "bench.png", tmp_path / "README.md"
     readme.write_text(f"# title\n\nbefore\n{README_BEGIN}\nold figures\n{README_END}\nafter\n")
+    encoder_path, encoder = stream_encoder(tmp_path)
     assert main(["bench", "--quick", "--no-stream", "--n", "400", "--out", str(out), "--plot", str(png),
-                 "--readme", str(readme)]) == 0
+                 "--readme", str(readme), "--encoder", str(encoder_path)]) == 0
     figures = json.loads(out.read_text())
     for key in REQUIRED:
         assert figures[key] > 0 and math.isfinite(figures[key]), key
@@ -25,6 +30,13 @@ def test_quick_bench_json_is_complete_and_consistent(tmp_path, capsys):
                         figures["classified_per_s_core"] / figures["reference_classified_per_s_core"], rel_tol=1e-9)
     assert math.isclose(figures["classified_per_s_core"],
                         figures["classify_all_per_s_core"] * figures["classified_fraction"], rel_tol=0.02)
+    for key in EMBEDDING_KEYS:
+        assert figures[key] > 0 and math.isfinite(figures[key]), key
+    assert figures["embedding_dim"] == encoder.width and figures["encoder"] == str(encoder_path)
+    assert math.isclose(figures["embedding_ms_per_classified_alert"], 1000 / figures["embedding_classified_per_s_core"])
+    assert math.isclose(figures["classified_with_embeddings_per_s_core"],
+                        figures["classify_all_with_embeddings_per_s_core"] * figures["classified_fraction"],
+                        rel_tol=0.02)
     # the whole path cannot be faster than its slowest stage
     assert figures["classify_all_per_s_core"] <= figures["decoded_per_s_core"] * 1.05
     env = figures["environment"]
@@ -37,3 +49,5 @@ def test_quick_bench_json_is_complete_and_consistent(tmp_path, capsys):
     assert f"commit {env['git_commit']}" in text and env["date"] in text
     assert f"| {figures['classified_per_s_core']:,.0f} |" in text
     assert f"| {figures['speedup_vs_reference']:.1f}× |" in text
+    assert f"| {figures['classified_with_embeddings_per_s_core']:,.0f} | ≥ 1,000" in text
+    assert f"encoder {encoder_path.name} (d = {encoder.width})" in text
