@@ -25,7 +25,7 @@ from fink_t2.astromer.encoder import Encoder
 from fink_t2.astromer.head import DenseHead, HeadError, load_head
 from fink_t2.astromer.inputs import LightCurve
 from fink_t2.config import Config, CutsConf
-from fink_t2.contract import BANDS, CLASS_NAMES, EMBEDDING_FIELD, ZERO_POINT
+from fink_t2.contract import BANDS, EMBEDDING_FIELD, ZERO_POINT
 from fink_t2.science.classify import STATUS_OK, Classified, run_stages, to_records
 from fink_t2.science.lightcurve import LightCurves, build_light_curves, cut_reasons
 from fink_t2.science.model import ModelError, T2Model
@@ -82,13 +82,10 @@ def check_stage(config: Config) -> None:
 
 
 def check_head_fits(head: DenseHead, encoder: Encoder) -> None:
-    """``HeadError`` unless ``head`` was trained on ``encoder``'s embeddings and names t2 classes."""
+    """``HeadError`` unless ``head`` was trained on ``encoder``'s embeddings (same sha256)."""
     if head.meta["encoder_sha256"] != encoder.sha256:
         raise HeadError(f"head {head.head_id} was trained on encoder sha256 {head.meta['encoder_sha256']}, "
                         f"not on {encoder.path} ({encoder.sha256})")
-    unknown = [c for c in head.class_names if c not in CLASS_NAMES]
-    if unknown:
-        raise HeadError(f"head {head.head_id}: class(es) {unknown} are not t2 classes ({', '.join(CLASS_NAMES)})")
 
 
 def encoder_light_curves(lcs: LightCurves, object_ids: list[str | None]) -> list[LightCurve]:

@@ -6,7 +6,8 @@ File format (``fink_t2.dense_head.v1``), two files side by side:
   (d_in, d_out), ``bias`` (d_out,); ``layer_norm`` → ``gamma``, ``beta`` (d,); ``standardize``
   → ``mean``, ``scale`` (d,) (x ↦ (x − mean) / scale).
 * ``<name>.json``: ``format``, ``head_id``, ``sha256`` (of the .npz, checked at load),
-  ``class_names`` (output order), ``encoder_sha256`` (of the .tflite whose pooled embeddings it
+  ``class_names`` (output order; t2's names, e.g. ``SNIa``, keep filters and ``t2_snia`` working:
+  ``t2_snia`` is the probability of the class named ``SNIa``, null without one), ``encoder_sha256`` (of the .tflite whose pooled embeddings it
   was trained on), ``layers``: a list of ``{"kind": "dense", "activation": "relu" | "tanh" |
   "linear" | "softmax"}``, ``{"kind": "layer_norm", "epsilon": 1e-3}`` or ``{"kind": "standardize"}``;
   the last layer is a dense softmax. Other keys (training provenance, metrics) are kept as they are.
@@ -140,6 +141,9 @@ def _check_layers(where: Path, meta: dict, arrays: dict[str, np.ndarray]) -> Non
         if any(n not in arrays for n in names):
             raise HeadError(f"{where}: layer {i} ({kind}) needs arrays {', '.join(names)}")
         width = _checked_width(where, i, kind, [arrays[n] for n in names], width)
+    names = meta["class_names"]
+    if not names or len(set(names)) != len(names) or not all(isinstance(c, str) and c for c in names):
+        raise HeadError(f"{where}: class_names must be distinct non-empty strings, not {names}")
     if width != len(meta["class_names"]):
         raise HeadError(f"{where}: {width} outputs for {len(meta['class_names'])} class names")
 

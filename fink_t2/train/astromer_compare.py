@@ -17,7 +17,7 @@ import numpy as np
 from fink_t2.alerts.batch import AlertBatch
 from fink_t2.astromer.classify import AstromerStage, check_head_fits, run_head
 from fink_t2.astromer.encoder import Encoder
-from fink_t2.astromer.head import load_head
+from fink_t2.astromer.head import HeadError, load_head
 from fink_t2.contract import CLASS_NAMES
 from fink_t2.science.classify import STATUS_OK, run_stages
 from fink_t2.science.model import load_model
@@ -63,6 +63,10 @@ def compare(t2_model_path: str | Path, head_path: str | Path, encoder_path: str 
     encoder = Encoder.load(encoder_path)
     head = load_head(head_path)
     check_head_fits(head, encoder)
+    unknown = [c for c in head.class_names if c not in CLASS_NAMES]
+    if unknown:
+        raise HeadError(f"head {head.head_id}: class(es) {unknown} are not t2 classes: the comparison scores both "
+                        f"on t2's labels ({', '.join(CLASS_NAMES)})")
     rows, p_t2, p_head, age = both_classified(batch, t2_model_path, AstromerStage(encoder, head, False))
     y, ids = label[rows], object_id[rows]
     _, inverse, counts = np.unique(ids, return_inverse=True, return_counts=True)

@@ -88,15 +88,12 @@ def test_the_head_classifies_every_alert_that_passes_the_cuts(sample_payloads, e
     assert list(ok.t2_class) == [head.class_names[i] for i in probs.argmax(axis=1)]
 
 
-def test_a_head_of_another_encoder_or_with_foreign_classes_is_refused(encoder, tmp_path):
+def test_a_head_of_another_encoder_is_refused(encoder, tmp_path):
     other = load_head(random_head(tmp_path, encoder, ["SNIa", "SNII"]))
     check_head_fits(other, encoder)
     other.meta["encoder_sha256"] = "f" * 64
     with pytest.raises(HeadError, match="was trained on encoder sha256 f{64}"):
         check_head_fits(other, encoder)
-    foreign = load_head(random_head(tmp_path, encoder, ["SNIa", "Cepheid"], seed=1))
-    with pytest.raises(HeadError, match=r"class\(es\) \['Cepheid'\] are not t2 classes"):
-        check_head_fits(foreign, encoder)
 
 
 def test_a_non_finite_embedding_is_an_error_status_not_an_output(sample_payloads, encoder, monkeypatch):

@@ -47,6 +47,7 @@ def test_layer_norm_and_standardize_follow_their_definitions(tmp_path):
     (lambda meta, npz: meta.update(class_names=CLASSES[:2]), "3 outputs for 2 class names"),
     (lambda meta, npz: meta["layers"][0].update(activation="relu"), "last layer must be a dense softmax"),
     (lambda meta, npz: meta["layers"].insert(0, {"kind": "conv"}), "unknown kind"),
+    (lambda meta, npz: meta.update(class_names=["SNIa", "SNIa", "SNII"]), "must be distinct non-empty strings"),
 ])
 def test_a_malformed_head_is_refused_with_its_reason(tmp_path, edit, message):
     npz = _softmax_head(tmp_path, [0.0, 0.0, 0.0])

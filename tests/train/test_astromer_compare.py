@@ -46,6 +46,15 @@ def test_both_classifiers_are_scored_on_the_same_alerts(tmp_path):
     assert 0 <= report["astromer"]["accuracy"] <= 1 and report["head_classes"][0] == "SNIa"
 
 
+def test_a_head_over_other_classes_cannot_be_scored_on_t2_labels(tmp_path):
+    from fink_t2.astromer.head import HeadError
+
+    encoder_path, encoder = stream_encoder(tmp_path)
+    head_path = random_head(tmp_path, encoder, ["SN Ia", "other"])
+    with pytest.raises(HeadError, match=r"class\(es\) \['SN Ia', 'other'\] are not t2 classes"):
+        astromer_compare.compare(DEFAULT_MODEL, head_path, encoder_path, None, np.array([]), np.array([]))
+
+
 def test_the_comparison_needs_emulated_alerts():
     from fink_t2.train.cli import _astromer_comparison
 
