@@ -73,7 +73,7 @@ def check_stage(config: Config) -> None:
     """Load the configured encoder (and head) and run them on ``CHECK_CURVE``: ``ModelError`` when
     an output is not finite or not of the encoder's width (at start-up, not at the first batch)."""
     stage = load_stage(config)
-    pooled = stage.encoder.pooled(stage.encoder.batch([CHECK_CURVE]))
+    pooled = stage.encoder.pooled(stage.encoder.windows([CHECK_CURVE]))
     if pooled.shape != (1, stage.encoder.width) or not np.isfinite(pooled).all():
         raise ModelError(f"encoder {stage.encoder.path} gives {pooled.shape} / non-finite embeddings on a "
                          f"6-point light curve")
@@ -83,9 +83,9 @@ def check_stage(config: Config) -> None:
 
 def check_head_fits(head: DenseHead, encoder: Encoder) -> None:
     """``HeadError`` unless ``head`` was trained on ``encoder``'s embeddings (same sha256)."""
-    if head.meta["encoder_sha256"] != encoder.sha256:
+    if head.meta["encoder_sha256"] != encoder.meta["sha256"]:
         raise HeadError(f"head {head.head_id} was trained on encoder sha256 {head.meta['encoder_sha256']}, "
-                        f"not on {encoder.path} ({encoder.sha256})")
+                        f"not on {encoder.path} ({encoder.meta['sha256']})")
 
 
 def encoder_light_curves(lcs: LightCurves, object_ids: list[str | None]) -> list[LightCurve]:
@@ -106,7 +106,7 @@ def pooled_embeddings(encoder: Encoder, lcs: LightCurves, object_ids: list[str |
     """(N, d) float32 pooled embeddings of the rows of ``lcs`` (N = 0 gives (0, d))."""
     if len(lcs) == 0:
         return np.zeros((0, encoder.width), dtype=np.float32)
-    return encoder.pooled(encoder.batch(encoder_light_curves(lcs, object_ids)))
+    return encoder.pooled(encoder.windows(encoder_light_curves(lcs, object_ids)))
 
 
 def _selected(batch: AlertBatch, cuts: CutsConf | None) -> tuple[list[str], np.ndarray]:

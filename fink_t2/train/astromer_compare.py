@@ -79,7 +79,7 @@ def compare(t2_model_path: str | Path, head_path: str | Path, encoder_path: str 
     return {
         "alerts": int(len(rows)), "objects": int(len(counts)), "alerts_in_batch": len(batch),
         "head": str(head_path), "head_id": head.head_id, "head_classes": list(head.class_names),
-        "encoder": str(encoder.path), "encoder_sha256": encoder.sha256,
+        "encoder": str(encoder.path), "encoder_sha256": encoder.meta["sha256"],
         "t2": t2_scores, "astromer": head_scores,
         "astromer_minus_t2_snia_auc": head_scores["snia_vs_rest_auc"] - t2_scores["snia_vs_rest_auc"],
         "astromer_minus_t2_macro_f1": head_scores["macro_f1"] - t2_scores["macro_f1"],

@@ -55,7 +55,7 @@ def offline_embeddings(encoder, payloads: list[bytes]) -> dict[int, np.ndarray]:
         record = next(fastavro.reader(io.BytesIO(payload)))
         curve = offline_light_curve(record)
         if curve is not None:
-            out[record["candid"]] = encoder.pooled(encoder.batch([curve]))[0]
+            out[record["candid"]] = encoder.pooled(encoder.windows([curve]))[0]
     return out
 
 
