@@ -16,7 +16,7 @@ from fink_t2.config import CutsConf
 from fink_t2.contract import EMBEDDING_FIELD
 from fink_t2.science import classify as t2
 from fink_t2.science.lightcurve import build_light_curves, cut_reasons
-from fink_t2.science.model import load_model
+from fink_t2.science.model import ModelError, load_model
 
 from tests.astromer.encoders import random_head, stream_encoder
 
@@ -109,3 +109,31 @@ def test_a_non_finite_embedding_is_an_error_status_not_an_output(sample_payloads
     table = classify(sample_payloads, stage, load_model(), CUTS)
     bad = table[table.t2_status == NOT_FINITE]
     assert len(bad) == 1 and bad[EMBEDDING_FIELD].iloc[0] is None and bad.t2_class.iloc[0] is None
+
+
+def test_the_stream_refuses_a_head_of_another_encoder_before_spark_starts(encoder, tmp_path):
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    head = random_head(tmp_path, encoder, ["SNIa", "SNII"])
+    meta = head.with_suffix(".json")
+    meta.write_text(meta.read_text().replace(encoder.meta["sha256"], "e" * 64))
+    conf = tmp_path / "job.toml"
+    conf.write_text(f'[embedding]\nencoder = "{encoder.path}"\n[classifier]\nkind = "astromer"\nhead = "{head}"\n')
+    done = subprocess.run([sys.executable, "-m", "fink_t2.cli", "stream", "--conf", str(conf), "--once"], cwd=REPO,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert f"was trained on encoder sha256 {'e' * 64}" in done.stderr and "SparkSession" not in done.stderr
+
+
+def test_the_start_up_check_embeds_a_short_light_curve(encoder, tmp_path):
+    from fink_t2.astromer.classify import check_stage
+    from fink_t2.config import parse_config
+
+    head = random_head(tmp_path, encoder, ["SNIa", "SNII"])
+    check_stage(parse_config({"embedding": {"enabled": True, "encoder": str(encoder.path)},
+                              "classifier": {"kind": "astromer", "head": str(head)}}))
+    with pytest.raises(ModelError, match="encoder file not found"):
+        check_stage(parse_config({"embedding": {"enabled": True, "encoder": str(tmp_path / "none.tflite")}}))
