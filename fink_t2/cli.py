@@ -183,14 +183,14 @@ def _add_stream_commands(sub) -> None:
     p.add_argument("--once", action="store_true", help="process what is in the topics, then exit (availableNow)")
     p.add_argument("--bootstrap", help="override [kafka] bootstrap_servers")
     p.add_argument("--timeout", type=float, default=None, help="stop after this many seconds")
-    p.set_defaults(handler=cmd_stream)
+    p.set_defaults(handler=cmd_stream, extra="stream")
 
     p = sub.add_parser("demo", help="broker + replay of the sample alerts + stream --once + summary")
     p.add_argument("--conf", default=str(DEFAULT_CONF))
     p.add_argument("--alerts", nargs="+", help="replay these alert files/folders instead of data/alerts")
     p.add_argument("--allow-remote-broker", action="store_true",
                    help="run even if [kafka] bootstrap_servers is not on loopback (the demo deletes its topics there)")
-    p.set_defaults(handler=cmd_demo, extra="plot")
+    p.set_defaults(handler=cmd_demo, extra=("plot", "stream"))
 
     broker.add_kafka_parser(sub)
     replay.add_replay_parser(sub)
@@ -203,8 +203,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        if getattr(args, "extra", None):  # the optional dependencies of this command, before it starts
-            require_extra(args.extra, f"`fink-t2 {args.command}`")
+        extras = getattr(args, "extra", None) or ()  # the optional dependencies of this command, before it starts
+        for extra in (extras,) if isinstance(extras, str) else extras:
+            require_extra(extra, f"`fink-t2 {args.command}`")
         return int(args.handler(args) or 0)
     except (InputError, ModelError, ConfigError, MissingJarsError, MissingTrainingStack, MissingExtraError,
             cluster.ClusterError, BrokerError, KafkaAuthenticationError, ValueError) as exc:

@@ -17,7 +17,8 @@ Examples
 ``raw2science`` does:
 
 >>> alerts = concat_columns(spark.read.parquet(f"{fink_parquet}/fink-science/datatest"))
->>> scored = alerts.withColumn("t2", t2(*FINK_COLUMNS)).withColumn("maxclass", maxclass("t2"))
+>>> probabilities = t2("candid", "cjd", "cfid", "cmagpsf", "csigmapsf", "roid", "cdsxmatch", "candidate.jdstarthist")
+>>> scored = alerts.withColumn("t2", probabilities).withColumn("maxclass", maxclass("t2"))
 >>> one = scored.filter(scored.candid == 1786383461515015008).select("objectId", "maxclass", "t2").first()
 >>> one.objectId, one.maxclass
 ('ZTF21acoshvy', 'SNIa')

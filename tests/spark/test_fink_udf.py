@@ -131,3 +131,11 @@ def test_model_is_loaded_once_per_python_worker(spark, fink_parquet, load_log):
     pids = [line.split()[0] for line in load_log.read_text().splitlines()]  # this module's queries, all of them
     assert 1 <= len(pids) < 124 // ARROW_BATCH, pids  # fewer loads than the batches of this query alone
     assert len(set(pids)) == len(pids), f"a worker loaded the model twice: {pids}"
+
+
+def test_processor_module_is_the_package_module():
+    """``processor/fink_module.py`` (fink-science layout) hands out the package's UDF objects."""
+    from fink_t2.spark import fink_udf
+    from processor import fink_module
+
+    assert all(getattr(fink_module, name) is getattr(fink_udf, name) for name in fink_module.__all__)
