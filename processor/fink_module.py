@@ -8,6 +8,9 @@
 
 An installed package gives the same objects as ``from fink_t2.spark.fink_udf import ...``.
 """
-from fink_t2.spark.fink_udf import FINK_COLUMNS, T2_TYPE, concat_columns, maxclass, t2, t2_filter, t2_udf
+from fink_t2.spark.fink_udf import (
+    FINK_COLUMNS, T2_SIGNED_COLUMNS, T2_TYPE, concat_columns, maxclass, t2, t2_filter, t2_signed, t2_udf,
+)
 
-__all__ = ["FINK_COLUMNS", "T2_TYPE", "concat_columns", "maxclass", "t2", "t2_filter", "t2_udf"]
+__all__ = ["FINK_COLUMNS", "T2_SIGNED_COLUMNS", "T2_TYPE", "concat_columns", "maxclass", "t2", "t2_filter",
+           "t2_signed", "t2_udf"]

@@ -10,8 +10,10 @@ classified). Here the same columns go through the one classification path
 (arrays of unequal length, a fid that is not an integer, too many points) get the sentinels too,
 and their reason is in ``FinkScores.status``.
 
-Fink applies its quality cuts (``rb``, ``nbad``) before the science modules, and these columns
-carry no ``isdiffpos``: every flux is positive, as in the deployed module.
+Fink applies its quality cuts (``rb``, ``nbad``) before the science modules. The deployed columns
+carry no ``isdiffpos``, so every flux is positive, as in the deployed module; with the optional
+``cisdiffpos`` array (``ISDIFFPOS_COLUMN``, also built by ``concat_col``) negative subtractions keep
+a negative flux, as in the stream and in our model's training data.
 """
 from __future__ import annotations
 
@@ -33,6 +35,8 @@ from fink_t2.science.model import T2Model, load_model
 FINK_COLUMNS: tuple[str, ...] = ("candid", "cjd", "cfid", "cmagpsf", "csigmapsf", "roid", "cdsxmatch", "jdstarthist")
 #: the per-point arrays among them and the history field each one holds
 ARRAY_FIELDS: dict[str, str] = {"cjd": "jd", "cfid": "fid", "cmagpsf": "magpsf", "csigmapsf": "sigmapsf"}
+#: the optional ninth column: ``isdiffpos`` of each point ("t"/"1" positive, "f"/"0" negative subtraction)
+ISDIFFPOS_COLUMN = "cisdiffpos"
 #: Fink's probability of every class for an alert that was not classified
 NOT_CLASSIFIED = -1.0
 #: Fink's ``maxclass`` of an alert that was not classified
@@ -63,13 +67,14 @@ def _native(value: Any) -> Any:
 
 def _points(row: Mapping[str, Any]) -> tuple[list[dict] | None, str | None]:
     """The row's points as history dicts (oldest first), or the reason they cannot be."""
+    fields = dict(ARRAY_FIELDS, **({ISDIFFPOS_COLUMN: "isdiffpos"} if ISDIFFPOS_COLUMN in row else {}))
     arrays = {}
-    for column, name in ARRAY_FIELDS.items():
+    for column, name in fields.items():
         values = row[column]
         if values is None or isinstance(values, (str, bytes)) or not hasattr(values, "__len__"):
             return None, f"type_mismatch: {column} is {type(values).__name__} (expected an array)"
         arrays[name] = values
-    lengths = {column: len(arrays[name]) for column, name in ARRAY_FIELDS.items()}
+    lengths = {column: len(arrays[name]) for column, name in fields.items()}
     if len(set(lengths.values())) != 1:
         return None, "invalid_field: arrays of unequal length " + ", ".join(f"{c} {n}" for c, n in lengths.items())
     n = lengths["cjd"]
@@ -93,12 +98,14 @@ def row_record(row: Mapping[str, Any]) -> tuple[dict | None, str | None]:
 
 
 def columns_to_batch(columns: Mapping[str, Sequence[Any]]) -> AlertBatch:
-    """An ``AlertBatch`` from Fink columns (``FINK_COLUMNS`` → equal-length sequences or Series)."""
+    """An ``AlertBatch`` from Fink columns (``FINK_COLUMNS``, optionally ``ISDIFFPOS_COLUMN`` →
+    equal-length sequences or Series)."""
     missing = [name for name in FINK_COLUMNS if name not in columns]
     if missing:
         raise KeyError(f"Fink t2 columns missing: {missing} (expected {list(FINK_COLUMNS)})")
-    values = {name: list(columns[name]) for name in FINK_COLUMNS}
-    rows = (dict(zip(FINK_COLUMNS, row)) for row in zip(*(values[name] for name in FINK_COLUMNS)))
+    names = FINK_COLUMNS + ((ISDIFFPOS_COLUMN,) if ISDIFFPOS_COLUMN in columns else ())
+    values = {name: list(columns[name]) for name in names}
+    rows = (dict(zip(names, row)) for row in zip(*(values[name] for name in names)))
     records, errors = zip(*map(row_record, rows)) if values["candid"] else ((), ())
     return records_to_batch(list(records), list(errors))
 

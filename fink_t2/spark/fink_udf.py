@@ -4,7 +4,8 @@
 ``concat_col`` arrays ``cjd, cfid, cmagpsf, csigmapsf``, then ``roid, cdsxmatch, jdstarthist``)
 and returns the same ``MapType(string, float)``: class → probability, every class −1.0 when
 the alert is not classified. ``maxclass`` reduces that map to its class ("" when not classified),
-``t2_filter`` to a boolean for a distribution topic. The classification is
+``t2_filter`` to a boolean for a distribution topic. ``t2_signed`` also takes ``cisdiffpos``
+(negative subtractions keep a negative flux, as in the stream). The classification is
 ``fink_t2.science.fink_columns`` (our cuts, GP and model); the model is loaded once per Python
 worker process (``science.model.load_model`` caches it), not per Arrow batch.
 
@@ -18,7 +19,7 @@ Examples
 
 >>> alerts = concat_columns(spark.read.parquet(f"{fink_parquet}/fink-science/datatest"))
 >>> probabilities = t2("candid", "cjd", "cfid", "cmagpsf", "csigmapsf", "roid", "cdsxmatch", "candidate.jdstarthist")
->>> scored = alerts.withColumn("t2", probabilities).withColumn("maxclass", maxclass("t2"))
+>>> scored = alerts.withColumn("t2", probabilities).withColumn("maxclass", maxclass("t2")).cache()
 >>> one = scored.filter(scored.candid == 1786383461515015008).select("objectId", "maxclass", "t2").first()
 >>> one.objectId, one.maxclass
 ('ZTF21acoshvy', 'SNIa')
@@ -59,16 +60,19 @@ from pyspark.sql.types import BooleanType, FloatType, MapType, StringType
 
 from fink_t2.contract import CLASS_NAMES
 from fink_t2.science.fink_columns import (
-    ARRAY_FIELDS, FINK_COLUMNS, fink_scores, as_mappings, max_classes, passes_filter,
+    ARRAY_FIELDS, FINK_COLUMNS, ISDIFFPOS_COLUMN, fink_scores, as_mappings, max_classes, passes_filter,
 )
 from fink_t2.science.model import load_model
 
 #: Fink's t2 column type: class name → probability (−1.0 for every class when not classified)
 T2_TYPE = MapType(StringType(), FloatType())
-#: the alert fields ``concat_columns`` builds by default: the ones ``t2`` reads
-T2_HISTORY_FIELDS: tuple = tuple(ARRAY_FIELDS.values())
+#: the columns of ``t2_signed``: Fink's, then ``cisdiffpos``
+T2_SIGNED_COLUMNS: tuple = FINK_COLUMNS + (ISDIFFPOS_COLUMN,)
+#: the alert fields ``concat_columns`` builds by default: the ones ``t2`` and ``t2_signed`` read
+T2_HISTORY_FIELDS: tuple = tuple(ARRAY_FIELDS.values()) + ("isdiffpos",)
 
-__all__ = ["CLASS_NAMES", "FINK_COLUMNS", "T2_TYPE", "concat_columns", "maxclass", "t2", "t2_filter", "t2_udf"]
+__all__ = ["CLASS_NAMES", "FINK_COLUMNS", "T2_SIGNED_COLUMNS", "T2_TYPE", "concat_columns", "maxclass", "t2",
+           "t2_filter", "t2_signed", "t2_udf"]
 
 
 def concat_columns(df: DataFrame, fields: Sequence[str] = T2_HISTORY_FIELDS) -> DataFrame:
@@ -83,21 +87,39 @@ def concat_columns(df: DataFrame, fields: Sequence[str] = T2_HISTORY_FIELDS) -> 
     return df
 
 
-def t2_udf(model_path: Optional[str] = None):
+def t2_udf(model_path: Optional[str] = None, isdiffpos: bool = False):
     """The t2 pandas UDF (columns ``FINK_COLUMNS`` → ``T2_TYPE``) for the model at ``model_path``
-    (the packaged default model when None; the same path must exist on every executor)."""
+    (the packaged default model when None; the same path must exist on every executor).
+
+    With ``isdiffpos`` it takes ``cisdiffpos`` as a ninth column (``T2_SIGNED_COLUMNS``) and
+    negative subtractions keep a negative flux, as in the stream and our model's training data.
+    """
+
+    def scores(*columns: pd.Series) -> pd.Series:
+        named = dict(zip(T2_SIGNED_COLUMNS, columns))
+        return pd.Series(fink_scores(named, load_model(model_path)).probabilities)
+
+    if isdiffpos:
+        @pandas_udf(T2_TYPE)
+        def t2_signed(candid: pd.Series, cjd: pd.Series, cfid: pd.Series, cmagpsf: pd.Series,
+                      csigmapsf: pd.Series, roid: pd.Series, cdsxmatch: pd.Series, jdstarthist: pd.Series,
+                      cisdiffpos: pd.Series) -> pd.Series:
+            return scores(candid, cjd, cfid, cmagpsf, csigmapsf, roid, cdsxmatch, jdstarthist, cisdiffpos)
+
+        return t2_signed
 
     @pandas_udf(T2_TYPE)
     def t2(candid: pd.Series, cjd: pd.Series, cfid: pd.Series, cmagpsf: pd.Series, csigmapsf: pd.Series,
            roid: pd.Series, cdsxmatch: pd.Series, jdstarthist: pd.Series) -> pd.Series:
-        columns = dict(zip(FINK_COLUMNS, (candid, cjd, cfid, cmagpsf, csigmapsf, roid, cdsxmatch, jdstarthist)))
-        return pd.Series(fink_scores(columns, load_model(model_path)).probabilities)
+        return scores(candid, cjd, cfid, cmagpsf, csigmapsf, roid, cdsxmatch, jdstarthist)
 
     return t2
 
 
-#: the t2 module with the packaged default model
+#: the t2 module with the packaged default model: Fink's deployed columns
 t2 = t2_udf()
+#: the same with ``cisdiffpos`` as a ninth column (signed fluxes)
+t2_signed = t2_udf(isdiffpos=True)
 
 
 @pandas_udf(StringType())

@@ -14,13 +14,13 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from fink_t2.alerts.batch import records_to_batch
+from fink_t2.alerts.batch import NEGATIVE_SUBTRACTION, records_to_batch
 from fink_t2.alerts.fastavro_path import decode_container_records
 from fink_t2.contract import CLASS_NAMES
 from fink_t2.science.classify import classify_batch
 from fink_t2.science.lightcurve import MIN_REAL_BOGUS
 from fink_t2.science.fink_columns import (
-    FINK_COLUMNS, MAX_POINTS_PER_ROW, NO_CLASS, NOT_CLASSIFIED, columns_to_batch, fink_scores, max_class,
+    FINK_COLUMNS, ISDIFFPOS_COLUMN, MAX_POINTS_PER_ROW, NO_CLASS, NOT_CLASSIFIED, columns_to_batch, fink_scores, max_class,
     max_classes, passes_filter,
 )
 from tests.conftest import shared_path
@@ -28,13 +28,16 @@ from tests.conftest import shared_path
 HISTORY = ("jd", "fid", "magpsf", "sigmapsf")
 
 
-def fink_columns(records: list[dict]) -> dict[str, list]:
-    """Fink's columns of decoded alerts, built here: history then candidate, upper limits NaN."""
-    columns: dict[str, list] = {name: [] for name in FINK_COLUMNS}
+def fink_columns(records: list[dict], signed: bool = False) -> dict[str, list]:
+    """Fink's columns of decoded alerts, built here: history then candidate, upper limits NaN;
+    with ``signed`` also ``cisdiffpos``."""
+    columns: dict[str, list] = {name: [] for name in FINK_COLUMNS + ((ISDIFFPOS_COLUMN,) if signed else ())}
     for record in records:
         points = (record["prv_candidates"] or []) + [record["candidate"]]
         for name in HISTORY:
             columns[f"c{name}"].append(np.array([math.nan if p[name] is None else p[name] for p in points]))
+        if signed:
+            columns[ISDIFFPOS_COLUMN].append([p["isdiffpos"] for p in points])
         columns["candid"].append(record["candid"])
         columns["roid"].append(record["roid"])
         columns["cdsxmatch"].append(record["cdsxmatch"])
@@ -56,20 +59,34 @@ def sample_records(sample_payloads: list[bytes]) -> list[dict]:
     return [dict(r, roid=0, cdsxmatch="Unknown") for r in passed]
 
 
-def assert_same_as_the_alert_path(records: list[dict]) -> int:
-    """Same statuses and probabilities as the alert path for every alert; returns the ok count."""
-    expected = classify_batch(records_to_batch([all_positive(r) for r in records]))
-    scores = fink_scores(fink_columns(records))
+def assert_same_as_the_alert_path(records: list[dict], signed: bool = False) -> int:
+    """Same statuses and probabilities as the alert path for every alert; returns the ok count.
+    Without ``signed`` (no ``cisdiffpos``) the alert path has every subtraction positive."""
+    expected = classify_batch(records_to_batch(records if signed else [all_positive(r) for r in records]))
+    scores = fink_scores(fink_columns(records, signed))
     assert scores.status == expected["t2_status"].tolist()
     for status, probs, want in zip(scores.status, scores.probabilities, expected["t2_probs"]):
         assert probs == (want if status == "ok" else dict.fromkeys(CLASS_NAMES, NOT_CLASSIFIED))
     return scores.status.count("ok")
 
 
-def test_sample_alerts_score_as_on_the_alert_path(sample_payloads):
+@pytest.mark.parametrize("signed", [False, True])
+def test_sample_alerts_score_as_on_the_alert_path(sample_payloads, signed):
     records = sample_records(sample_payloads)
     assert len(records) == 45  # of the 90 of the two single-alert folders of data/alerts
-    assert assert_same_as_the_alert_path(records) == 34
+    assert assert_same_as_the_alert_path(records, signed) == 34
+
+
+def test_cisdiffpos_keeps_negative_subtractions_negative(sample_payloads):
+    """30 of the 34 classified sample alerts have a negative subtraction: their scores change with the sign."""
+    records = sample_records(sample_payloads)
+    plain, signed = fink_scores(fink_columns(records)), fink_scores(fink_columns(records, signed=True))
+    negative = [any(p["isdiffpos"] in NEGATIVE_SUBTRACTION and p["magpsf"] is not None
+                    for p in (r["prv_candidates"] or []) + [r["candidate"]]) for r in records]
+    ok = [i for i, s in enumerate(signed.status) if s == "ok"]
+    assert sum(negative[i] for i in ok) == 30
+    for i in ok:
+        assert (plain.probabilities[i] != signed.probabilities[i]) == negative[i]
 
 
 def test_fink_datatest_alerts_score_as_on_the_alert_path():
@@ -92,10 +109,10 @@ def real_columns(sample_payloads) -> dict[str, list]:
 
 
 def _with_row(columns: dict[str, list], **changes) -> dict[str, list]:
-    """``columns`` plus a copy of its first row with ``changes``."""
+    """``columns`` plus a copy of its first row with ``changes`` (a new column is null on the others)."""
     out = {name: list(values) for name, values in columns.items()}
-    for name in FINK_COLUMNS:
-        out[name].append(changes.get(name, columns[name][0]))
+    for name in set(out) | set(changes):
+        out.setdefault(name, [None] * len(columns["candid"])).append(changes.get(name, (columns.get(name) or [None])[0]))
     return out
 
 
@@ -117,6 +134,18 @@ def test_a_bad_row_gets_the_sentinels_and_the_others_keep_their_scores(real_colu
     assert scores.probabilities[-1] == dict.fromkeys(CLASS_NAMES, NOT_CLASSIFIED)
     assert max_class(scores.probabilities[-1]) == NO_CLASS
     assert scores.probabilities[:-1] == alone.probabilities and set(alone.status) == {"ok"}
+
+
+@pytest.mark.parametrize("signs, reason", [
+    (lambda n: [1] * n, "error:type_mismatch: candidate.isdiffpos is int"),
+    (lambda n: ["t"] * (n - 1), "error:invalid_field: arrays of unequal length cjd "),
+    (lambda n: None, "error:type_mismatch: cisdiffpos is NoneType (expected an array)"),
+])
+def test_a_bad_cisdiffpos_is_an_error_of_its_row(real_columns, signs, reason):
+    signed = dict(real_columns, **{ISDIFFPOS_COLUMN: [["t"] * len(jd) for jd in real_columns["cjd"]]})
+    scores = fink_scores(_with_row(signed, cisdiffpos=signs(len(real_columns["cjd"][0]))))
+    assert scores.status[:-1] == ["ok"] * len(real_columns["cjd"])
+    assert scores.status[-1].startswith(reason), scores.status[-1]
 
 
 def test_fid_that_is_not_an_integer_is_a_type_mismatch(real_columns):

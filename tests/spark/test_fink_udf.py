@@ -139,3 +139,25 @@ def test_processor_module_is_the_package_module():
     from processor import fink_module
 
     assert all(getattr(fink_module, name) is getattr(fink_udf, name) for name in fink_module.__all__)
+
+
+def test_t2_signed_takes_cisdiffpos_as_a_ninth_column(spark, sample_payloads):
+    """The repo's sample alerts (30 of the 34 classified have a negative subtraction) through
+    ``t2_signed``: the numbers of the Spark-free path with ``cisdiffpos``, to float32."""
+    from fink_t2.spark.fink_udf import T2_SIGNED_COLUMNS, maxclass, t2_signed
+    from tests.science.test_fink_columns import fink_columns, sample_records
+
+    columns = fink_columns(sample_records(sample_payloads), signed=True)
+    expected = fink_scores(columns)
+    schema = ("candid long, cjd array<double>, cfid array<int>, cmagpsf array<double>, csigmapsf array<double>, "
+              "roid int, cdsxmatch string, jdstarthist double, cisdiffpos array<string>")
+    rows = [tuple(np.asarray(v).tolist() if isinstance(v, (list, np.ndarray)) else v for v in row)
+            for row in zip(*(columns[name] for name in T2_SIGNED_COLUMNS))]
+    scored = (spark.createDataFrame(rows, schema).withColumn("t2", t2_signed(*T2_SIGNED_COLUMNS))
+              .withColumn("maxclass", maxclass("t2")).collect())
+    by_candid = dict(zip(columns["candid"], expected.probabilities))
+    assert len(scored) == 45 and expected.status.count("ok") == 34
+    assert sum(row.maxclass != "" for row in scored) == 34
+    for row in scored:
+        want = by_candid[row.candid]
+        assert np.allclose([row.t2[c] for c in CLASS_NAMES], [want[c] for c in CLASS_NAMES], rtol=0, atol=2**-24)
