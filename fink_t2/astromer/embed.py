@@ -158,7 +158,8 @@ def embed_path(path: str | Path, encoder: Encoder, band: str | None = None) -> p
     path = Path(path)
     if is_table(path):
         try:
-            table = pd.read_csv(path, dtype={"object_id": "string", "band": "string"})
+            # all as text, no NA guessing: an object named "nan" or "NA" stays itself; numbers parsed after
+            table = pd.read_csv(path, dtype=str, keep_default_na=False)
         except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
             raise EmbedInputError(f"{path}: not a readable CSV table: {exc}") from exc
         return embed_items(items_from_table(table, band), encoder)
