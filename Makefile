@@ -12,11 +12,12 @@ venv: $(VENV)/.installed
 $(VENV)/.installed: setup.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install $(PIP_FLAGS) --upgrade pip
-	$(PY) -m pip install $(PIP_FLAGS) -e '.[test,plot]'  # test: pytest + what the tests run (bench, reference GP); plot: the demo's PNG
+	$(PY) -m pip install $(PIP_FLAGS) -e '.[stream,test,plot]'  # stream: pyspark 4.0.0; test: pytest + what the tests run (bench, reference GP); plot: the demo's PNG
 	touch $@
 
 include mk/jvm.mk
 include mk/train.mk
+include mk/fink.mk
 
 # the training stack (TensorFlow) is only needed by the tests and `make train`, not by the stream
 $(VENV)/.train-installed: $(VENV)/.installed mk/train.mk
@@ -26,12 +27,12 @@ $(VENV)/.train-installed: $(VENV)/.installed mk/train.mk
 demo: venv jars
 	$(FINK_T2) demo
 
-test: venv $(VENV)/.train-installed jars
+test: venv $(VENV)/.train-installed fink-venv jars
 	$(PY) -m pytest tests
 
 # the reference path of the bench is george (the deployed recipe): the [bench] extra is installed first
 bench: venv jars
-	$(PY) -m pip install $(PIP_FLAGS) -e '.[bench]'
+	$(PY) -m pip install $(PIP_FLAGS) -e '.[stream,bench]'
 	FINK_T2_BENCH_COMMAND="make bench" $(FINK_T2) bench --require-george --out out/bench.json --plot out/bench.png \
 	  --readme README.md
 

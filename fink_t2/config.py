@@ -1,4 +1,5 @@
-"""Typed configuration of the streaming job, read from TOML (stdlib ``tomllib``).
+"""Typed configuration of the streaming job, read from TOML (stdlib ``tomllib``; ``tomli``, the same
+parser, before Python 3.11).
 
 Each key is declared once, in the dataclasses below: its type (the annotation), its default and
 its value rules (``key(default, *rules)``). Every section checks itself when it is built, from
@@ -16,7 +17,7 @@ import importlib.resources
 import json
 import os
 import re
-import tomllib
+import sys
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -24,6 +25,11 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from fink_t2.contract import CLASS_NAMES
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # the science core and the Fink UDFs also run on Python 3.9 and 3.10 (setup.py: tomli there)
+    import tomli as tomllib
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 

@@ -23,6 +23,7 @@ Spec: Apache Avro 1.11 specification, "Schema Declaration" and "Names".
 from __future__ import annotations
 
 import json
+import sys
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from functools import lru_cache
@@ -63,12 +64,15 @@ LOGICAL_RANGES: dict[str, tuple[int, int]] = {
 #: smallest encoding of each primitive, in bytes (a varint or a length prefix is >= 1 byte).
 _PRIMITIVE_BYTES = {"null": 0, "boolean": 1, "int": 1, "long": 1, "float": 4, "double": 8, "bytes": 1, "string": 1}
 
+#: ``dataclass(slots=True)`` where Python has it (3.10+; the package also runs on 3.9, for the Fink UDFs)
+SLOTS: dict[str, bool] = {"slots": True} if sys.version_info >= (3, 10) else {}
+
 
 class SchemaError(ValueError):
     """A writer schema no alert can be decoded with; the message is the alert's error reason."""
 
 
-@dataclass(eq=False, slots=True)
+@dataclass(eq=False, **SLOTS)
 class Node:
     """One type of a resolved schema.
 

@@ -17,7 +17,7 @@ import logging
 import re
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Union
 
 from confluent_kafka import KafkaError, KafkaException
 
@@ -47,7 +47,7 @@ _STEP_S = 0.5
 _LIBRDKAFKA_DEFAULT_LOG_LEVEL, _LIBRDKAFKA_LOG_ERR = 6, 3
 
 #: A Kafka endpoint as the clients take it: ``HOST:PORT[,HOST:PORT]`` (PLAINTEXT) or a ``[kafka]`` config.
-KafkaEndpoint = str | KafkaConf
+KafkaEndpoint = Union[str, KafkaConf]  # not `str | KafkaConf`: evaluated at import, Python 3.9 (tests import it)
 
 #: JAAS login module of each SASL mechanism (Java clients and the broker's listener).
 JAAS_LOGIN_MODULES: dict[str, str] = {

@@ -198,7 +198,7 @@ def add_cluster_parser(subparsers) -> None:
                                 description="Arguments after `--` go to processor/t2_stream.py, "
                                             "e.g. `fink-t2 cluster submit -- --once`.")
     submit.add_argument("job_args", nargs="*", metavar="-- JOB_ARG", help="arguments of processor/t2_stream.py")
-    p.set_defaults(handler=run_cluster)
+    p.set_defaults(handler=run_cluster, extra="stream")  # the pyspark package holds spark-class
 
 
 def run_cluster(args: argparse.Namespace) -> int:

@@ -1,6 +1,8 @@
 """Optional dependencies of the tools: which ``pip install 'fink_t2[EXTRA]'`` provides what.
 
-The stream, ``classify`` and ``replay`` need none of them. ``fink-t2 plot|demo|bench`` check their
+``classify``, ``replay`` and the Fink UDFs' science core need none of them; the streaming job (``stream``,
+``demo``, ``cluster``) needs ``[stream]`` (pyspark 4.0.0, the Kafka connector's Spark), the Fink UDFs a
+pyspark, ``[fink]`` (3.4 to 4.0, Fink's). ``fink-t2 plot|demo|bench`` check their
 extra before starting (a demo must not fail after its whole run, at the summary plot).
 The distributions themselves are listed in ``setup.py`` (``extras_require``).
 """
@@ -10,6 +12,8 @@ import importlib
 
 #: modules each extra must make importable
 EXTRA_MODULES: dict[str, tuple[str, ...]] = {
+    "stream": ("pyspark",),
+    "fink": ("pyspark",),
     "plot": ("matplotlib",),
     "bench": ("matplotlib", "scipy", "threadpoolctl", "psutil"),
 }

@@ -46,6 +46,9 @@ def test_classify_needs_no_optional_dependency(tmp_path):
 @pytest.mark.parametrize(("argv", "extra", "module"), [
     (["plot", str(SAMPLE_ALERTS), "--candid", "697251920415015001", "--out", "x.png"], "plot", "matplotlib"),
     (["demo"], "plot", "matplotlib"),
+    (["demo"], "stream", "pyspark"),
+    (["stream", "--once"], "stream", "pyspark"),
+    (["cluster", "status"], "stream", "pyspark"),
     (["bench", "--quick", "--no-stream"], "bench", "scipy"),
 ])
 def test_tools_name_the_extra_to_install_before_starting(argv, extra, module):
