@@ -62,8 +62,7 @@ ASTROMER_V0_PE_BASE: float = 10_000.0
 ASTROMER_TWOBAND_MAX_OBS: int = 64
 #: Input contracts of an encoder (``input_contract`` in its metadata JSON):
 #: ``astromer_v0_first``: one band, first ``max_obs`` points by time, time and magnitude minus the
-#: window means (time quantised to float32 before the mean, as the original library does);
-#: ``astromer_gr_recent``: g and r merged by time, last ``max_obs`` points, means taken in float64.
+#: window means; ``astromer_gr_recent``: g and r merged by time, the last ``max_obs`` points, the same.
 ASTROMER_INPUT_CONTRACTS: tuple[str, ...] = ("astromer_v0_first", "astromer_gr_recent")
 #: Encoder id of our shipped two-band encoder (``fink_t2/data/models/<id>.tflite`` + ``.json``).
 ASTROMER_SHIPPED_ENCODER_ID: str = "fink-t2-astromer-gr"

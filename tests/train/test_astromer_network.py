@@ -5,10 +5,13 @@ checks are the v0 compatibility test (MACHO samples) and the export / embed test
 """
 from __future__ import annotations
 
+import importlib.util
+
 import numpy as np
 import pytest
 
-pytest.importorskip("tf_keras", reason="the training stack (make train-venv) is not installed")
+if importlib.util.find_spec("tf_keras") is None:  # not importorskip: tf_setup must import TF first
+    pytest.skip("the training stack (make train-venv) is not installed", allow_module_level=True)
 
 from fink_t2.astromer.inputs import EncoderBatch  # noqa: E402
 from fink_t2.train.astromer_network import (  # noqa: E402
