@@ -1,14 +1,17 @@
 """The ASTROMER stage of ``classify``: embeddings and the encoder classifier, from the light curves t2 uses.
 
 Same cuts, same light curves (:func:`fink_t2.science.lightcurve.build_light_curves`: the deduplicated
-g and r detections up to the alert, at most ``MAX_POINTS``); the encoder's own window rule then keeps
-what it takes (``batch_twoband``: the most recent ``max_obs``). With ``[classifier] kind = "t2"`` the
+g and r detections up to the alert, at most ``MAX_POINTS``), of which the encoder sees the positive
+subtractions (as its pretraining corpus and ``fink-t2 embed``: a negative one's ``magpsf`` is the
+magnitude of a flux decrease, not of the source); its window rule then keeps what it takes
+(``batch_twoband``: the most recent ``max_obs``). With ``[classifier] kind = "t2"`` the
 t2 path runs as before and the ok alerts get their embedding; with ``"astromer"`` no GP runs: the
 dense head classifies the pooled embeddings of every alert that passes the cuts.
 
 ``t2_embedding`` (column ``EMBEDDING_FIELD``) is the pooled embedding, float32 (d,), of an ok alert,
-None otherwise; an embedding that is not finite makes the alert ``error:embedding_not_finite`` (a
-dead letter in the stream, with its bytes: nothing is lost).
+None otherwise (and for an ok alert of t2 without a positive subtraction; the head classifier cuts
+such an alert: ``cut:only_negative_subtractions``); an embedding that is not finite makes the alert
+``error:embedding_not_finite`` (a dead letter in the stream, with its bytes: nothing is lost).
 """
 from __future__ import annotations
 
@@ -31,6 +34,8 @@ from fink_t2.science.lightcurve import LightCurves, build_light_curves, cut_reas
 from fink_t2.science.model import ModelError, T2Model
 
 NOT_FINITE = "error:embedding_not_finite"
+#: Status of an alert the head cannot classify: no positive-subtraction detection to encode.
+ONLY_NEGATIVE = "cut:only_negative_subtractions"
 
 
 @dataclass(frozen=True)
@@ -89,21 +94,28 @@ def check_head_fits(head: DenseHead, encoder: Encoder) -> None:
 
 
 def encoder_light_curves(lcs: LightCurves, object_ids: list[str | None]) -> list[LightCurve]:
-    """One encoder ``LightCurve`` per row of ``lcs``: time in days since the first kept detection (the
-    encoder subtracts the window mean), band index as in ``contract.BANDS``, and the magnitude and
-    error of |flux| (the inverse of ``mag_to_flux``: the alert's own ``magpsf``/``sigmapsf``)."""
+    """One encoder ``LightCurve`` per row of ``lcs``, its positive-subtraction points: time in days since
+    the first kept detection (the encoder subtracts the window mean), band index as in
+    ``contract.BANDS``, magnitude and error from the flux (the inverse of ``mag_to_flux``: the
+    alert's own ``magpsf``/``sigmapsf``)."""
     curves = []
     for row, alert in enumerate(lcs.index):
-        valid = lcs.mask[row]
-        flux = np.abs(lcs.flux[row][valid])
+        valid = lcs.mask[row] & (lcs.flux[row] > 0)
+        flux = lcs.flux[row][valid]
         curves.append(LightCurve(
             object_id=object_ids[alert], mjd=lcs.t[row][valid], band=lcs.band[row][valid].astype(np.int8),
             mag=ZERO_POINT - 2.5 * np.log10(flux), magerr=lcs.flux_err[row][valid] / (0.4 * np.log(10.0) * flux)))
     return curves
 
 
+def has_positive_detection(lcs: LightCurves) -> np.ndarray:
+    """(N,) rows with at least one positive-subtraction detection (else the encoder has no input)."""
+    return (lcs.mask & (lcs.flux > 0)).any(axis=1)
+
+
 def pooled_embeddings(encoder: Encoder, lcs: LightCurves, object_ids: list[str | None]) -> np.ndarray:
-    """(N, d) float32 pooled embeddings of the rows of ``lcs`` (N = 0 gives (0, d))."""
+    """(N, d) float32 pooled embeddings of the rows of ``lcs`` (N = 0 gives (0, d)); NaN rows for
+    light curves without a positive-subtraction detection."""
     if len(lcs) == 0:
         return np.zeros((0, encoder.width), dtype=np.float32)
     return encoder.pooled(encoder.windows(encoder_light_curves(lcs, object_ids)))
@@ -128,7 +140,10 @@ def run_head(batch: AlertBatch, stage: AstromerStage, cuts: CutsConf | None) -> 
     probs = np.full((len(lcs), len(stage.head.class_names)), np.nan)
     if finite.any():
         probs[finite] = stage.head.predict(pooled[finite])
-    for i in lcs.index[~finite]:
+    positive = has_positive_detection(lcs)
+    for i in lcs.index[~positive]:
+        status[i] = ONLY_NEGATIVE
+    for i in lcs.index[positive & ~finite]:
         status[i] = NOT_FINITE
     empty = np.zeros((len(lcs), 0, len(BANDS)))
     return Classified(status, probs, lcs, np.zeros((len(lcs), 0)), empty, empty), pooled
@@ -142,7 +157,7 @@ def run_t2_with_embeddings(batch: AlertBatch, model: T2Model, stage: AstromerSta
     ok = np.array([result.status[i] == STATUS_OK for i in lcs.index], dtype=bool)
     pooled = np.full((len(lcs), stage.encoder.width), np.nan, dtype=np.float32)
     pooled[ok] = pooled_embeddings(stage.encoder, lcs.rows(ok), batch.object_id)
-    for i in lcs.index[ok & ~np.isfinite(pooled).all(axis=1)]:
+    for i in lcs.index[ok & has_positive_detection(lcs) & ~np.isfinite(pooled).all(axis=1)]:
         result.status[i] = NOT_FINITE
     return result, pooled
 
@@ -163,10 +178,10 @@ def classify_batch(batch: AlertBatch, stage: AstromerStage, model: T2Model | Non
 
 
 def embedding_column(n: int, result: Classified, pooled: np.ndarray) -> list[np.ndarray | None]:
-    """Per alert of the batch: its embedding when its status is ok, else None."""
+    """Per alert of the batch: its embedding when its status is ok and it has one, else None."""
     column: list[np.ndarray | None] = [None] * n
     for row, i in enumerate(result.light_curves.index):
-        if result.status[i] == STATUS_OK:
+        if result.status[i] == STATUS_OK and np.isfinite(pooled[row]).all():
             column[i] = pooled[row]
     return column
 

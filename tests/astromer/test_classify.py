@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 
 from fink_t2.astromer.classify import (AstromerStage, NOT_FINITE, check_head_fits, classify, encoder_light_curves,
-                                       pooled_embeddings)
+                                       has_positive_detection, pooled_embeddings)
 from fink_t2.astromer.head import HeadError, load_head
+from fink_t2.alerts.batch import NEGATIVE_SUBTRACTION
 from fink_t2.alerts.decode import decode_payloads
 from fink_t2.config import CutsConf
 from fink_t2.contract import EMBEDDING_FIELD
@@ -36,11 +37,16 @@ def test_light_curves_for_the_encoder_are_the_alerts_own_detections(sample_paylo
     assert len(curves) == len(selected) > 10
     for curve, alert in zip(curves, selected):
         record = next(fastavro.reader(io.BytesIO(sample_payloads[alert])))
-        points = {(p["jd"], p["fid"]): p for p in [record["candidate"], *(record["prv_candidates"] or [])]
-                  if p["fid"] in (1, 2) and p["magpsf"] is not None}
+        detections = {(p["jd"], p["fid"]): p for p in [record["candidate"], *(record["prv_candidates"] or [])]
+                      if p["fid"] in (1, 2) and p["magpsf"] is not None}
+        points = {k: p for k, p in detections.items() if p["isdiffpos"] not in NEGATIVE_SUBTRACTION}
+        first_jd = min(jd for jd, _ in detections)  # time zero: the first g/r detection, even a negative one
+        if not points:  # only negative subtractions: nothing for the encoder
+            assert len(curve.mjd) == 0
+            continue
         jd = np.array(sorted(points))[:, 0]
         assert curve.object_id == record["objectId"]
-        assert np.array_equal(curve.mjd, jd - jd[0])  # days since the first detection, time-ordered
+        assert np.array_equal(curve.mjd, jd - first_jd)  # days since the first g/r detection, time-ordered
         ordered = [points[k] for k in sorted(points)]
         # magpsf through flux and back: relative round-off ~1e-16 of a ~20 mag value
         assert curve.mag == pytest.approx([p["magpsf"] for p in ordered], abs=1e-12)
@@ -56,12 +62,13 @@ def test_embeddings_are_for_the_classified_alerts_and_t2_is_unchanged(sample_pay
     ok = (plain.t2_status == "ok").to_numpy()
     assert ok.sum() > 10 and (~ok).sum() > 10
     embeddings = with_embeddings[EMBEDDING_FIELD]
-    assert all(e is None for e in embeddings[~ok])
     batch = decode_payloads(sample_payloads)
     lcs = build_light_curves(batch, np.flatnonzero(ok))
-    expected = pooled_embeddings(encoder, lcs, batch.object_id)
-    got = np.stack(embeddings[ok].to_list())
-    assert got.dtype == np.float32 and got.shape == (ok.sum(), encoder.width)
+    positive = has_positive_detection(lcs)
+    assert all(e is None for e in embeddings[~ok]) and all(e is None for e in embeddings[lcs.index[~positive]])
+    expected = pooled_embeddings(encoder, lcs.rows(positive), batch.object_id)
+    got = np.stack(embeddings[lcs.index[positive]].to_list())
+    assert got.dtype == np.float32 and got.shape == (positive.sum(), encoder.width) and positive.sum() > 10
     assert np.array_equal(got, expected)
 
 
@@ -79,6 +86,10 @@ def test_the_head_classifies_every_alert_that_passes_the_cuts(sample_payloads, e
     assert list(table.t2_status[~passes]) == [f"error:{e}" if e else f"cut:{r}"
                                               for r, e in zip(np.array(reasons, dtype=object)[~passes],
                                                               np.array(batch.error, dtype=object)[~passes])]
+    lcs = build_light_curves(batch, np.flatnonzero(passes))
+    negative_only = lcs.index[~has_positive_detection(lcs)]
+    assert (table.t2_status[negative_only] == "cut:only_negative_subtractions").all()
+    passes[negative_only] = False
     ok = table[passes]
     assert (ok.t2_status == "ok").all() and (ok.t2_model == head.head_id).all()
     probs = head.predict(np.stack(ok[EMBEDDING_FIELD].to_list()))
@@ -137,3 +148,29 @@ def test_the_start_up_check_embeds_a_short_light_curve(encoder, tmp_path):
                               "classifier": {"kind": "astromer", "head": str(head)}}))
     with pytest.raises(ModelError, match="encoder file not found"):
         check_stage(parse_config({"embedding": {"enabled": True, "encoder": str(tmp_path / "none.tflite")}}))
+
+
+def _all_negative(payload: bytes) -> bytes:
+    """The alert with every subtraction marked negative (isdiffpos "f"): the same points, no source flux."""
+    reader = fastavro.reader(io.BytesIO(payload))
+    schema, record = reader.writer_schema, next(reader)
+    record["candidate"]["isdiffpos"] = "f"
+    record["prv_candidates"] = [p | {"isdiffpos": "f"} for p in record["prv_candidates"] or []]
+    out = io.BytesIO()
+    fastavro.writer(out, schema, [record])
+    return out.getvalue()
+
+
+def test_an_alert_without_a_positive_subtraction_has_no_embedding(sample_payloads, encoder, tmp_path):
+    """t2 still classifies it (ok, null embedding); the head cannot, and says why."""
+    model = load_model()
+    statuses = t2.classify(sample_payloads, model, CUTS).t2_status
+    alert = sample_payloads[int(statuses.index[statuses == "ok"][0])]
+    negative = _all_negative(alert)
+    with_t2 = classify([alert, negative], AstromerStage(encoder, None, True), model, CUTS)
+    assert list(with_t2.t2_status) == ["ok", "ok"] and with_t2.t2_class.notna().all()
+    assert with_t2[EMBEDDING_FIELD][0] is not None and with_t2[EMBEDDING_FIELD][1] is None
+    head = load_head(random_head(tmp_path, encoder, ["SNIa", "SNII"]))
+    with_head = classify([alert, negative], AstromerStage(encoder, head, True), None, CUTS)
+    assert list(with_head.t2_status) == ["ok", "cut:only_negative_subtractions"]
+    assert with_head.t2_class[1] is None and with_head[EMBEDDING_FIELD][1] is None
