@@ -135,6 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(handler=cmd_plot, extra="plot")
 
     _add_config_parser(sub)
+    _add_schema_parser(sub)
     _add_stream_commands(sub)
     add_train_parsers(sub)
     return parser
@@ -163,6 +164,30 @@ def cmd_config(args: argparse.Namespace) -> int:
     print(f"{args.target}: valid; bootstrap {config.kafka.bootstrap_servers}, "
           f"reads {config.input.subscribe_pattern!r}, writes {', '.join(config.output.topics())}")
     return 0
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    """Print the enriched schema (the .avsc the job publishes for such alerts) or its fingerprint."""
+    from fink_t2.alerts.ztf_schemas import ztf_writer_schema
+    from fink_t2.kafka.messages import enriched_schema
+
+    schema = enriched_schema(ztf_writer_schema(args.ztf_version))
+    print(schema.fingerprint if args.fingerprint else schema.json.decode())
+    return 0
+
+
+def _add_schema_parser(sub) -> None:
+    from fink_t2.alerts.ztf_schemas import LATEST_ZTF_VERSION, ztf_schema_versions
+
+    p = sub.add_parser("schema", help="print the enriched-alert Avro schema (JSON) of a ZTF schema version",
+                       description="The ZTF writer schema of that version with the t2 fields appended: the "
+                                   "<fingerprint>.avsc the job publishes for such alerts with [output] "
+                                   "enriched_format = \"schemaless\" (also the schema container messages embed).")
+    p.add_argument("--ztf-version", default=LATEST_ZTF_VERSION, choices=ztf_schema_versions(),
+                   help=f"ZTF alert schema version (default {LATEST_ZTF_VERSION})")
+    p.add_argument("--fingerprint", action="store_true",
+                   help="print only its CRC-64-AVRO fingerprint (the avro.schema.crc64 header value)")
+    p.set_defaults(handler=cmd_schema)
 
 
 def _add_config_parser(sub) -> None:
