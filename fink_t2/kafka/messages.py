@@ -28,6 +28,7 @@ import fastavro
 import fastavro.schema
 
 from fink_t2.alerts.container import ContainerError, build_single_record_container, single_record
+from fink_t2.contract import ALERT_COLUMNS
 
 ENRICHED_SCHEMA_VERSION = "1.0"
 
@@ -166,12 +167,33 @@ def _one_alert(payload: bytes):
         raise EnrichError(f"not a one-alert container: {exc}") from exc
 
 
+#: the integer alert columns of a score record (the others but objectId are numbers, deg / JD / mag)
+_INTEGER_COLUMNS = frozenset({"candid", "fid"})
+
+
 def score_message(result: Mapping[str, Any]) -> bytes:
-    """Compact JSON score record (objectId, candid and the t2 fields), UTF-8."""
+    """Compact JSON score record, UTF-8: the alert columns (``contract.ALERT_COLUMNS``; null when
+    unknown) and the t2 fields. Filter topics carry these records."""
     values = _t2_values(result)
     values.pop("t2_schema_version")
-    record = {"objectId": result.get("objectId"), "candid": _int_or_none(result.get("candid"))} | values
-    return json.dumps(record, separators=(",", ":")).encode()
+    alert = {name: _alert_value(name, result.get(name)) for name in ALERT_COLUMNS}
+    return json.dumps(alert | values, separators=(",", ":"), allow_nan=False).encode()
+
+
+def _alert_value(name: str, value: Any) -> Any:
+    if name == "objectId":
+        return value
+    if name in _INTEGER_COLUMNS:
+        return _int_or_none(value)
+    return _finite_or_none(value)
+
+
+def _finite_or_none(value: Any) -> float | None:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):  # None, pandas NA
+        return None
+    return number if math.isfinite(number) else None
 
 
 def deadletter_message(reason: str, value: bytes | None, key: bytes | None = None, topic: str | None = None,

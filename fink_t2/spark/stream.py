@@ -364,8 +364,7 @@ def start_filter_query(spark, config: Config, flt: FilterConf, once: bool):
     from pyspark.sql import functions as F
 
     scores = _read_kafka(spark, config, _exact_pattern(config.output.scores_topic), "earliest", None)
-    schema = "objectId string, candid long, t2_status string, t2_class string, t2_probs map<string,double>, " \
-             "t2_snia double, t2_model string"
+    schema = "t2_status string, t2_probs map<string,double>"  # what the condition reads; the value passes whole
     parsed = scores.select("key", "value", F.from_json(F.col("value").cast("string"), schema).alias("s"))
     selected = parsed.where(filter_condition(flt)).select("key", "value", F.lit(flt.topic).alias("topic"))
     return _write_kafka(selected, config, f"filter-{flt.name}", once)
