@@ -136,6 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_config_parser(sub)
     _add_schema_parser(sub)
+    _add_consume_parser(sub)
     _add_stream_commands(sub)
     add_train_parsers(sub)
     return parser
@@ -188,6 +189,51 @@ def _add_schema_parser(sub) -> None:
     p.add_argument("--fingerprint", action="store_true",
                    help="print only its CRC-64-AVRO fingerprint (the avro.schema.crc64 header value)")
     p.set_defaults(handler=cmd_schema)
+
+
+def cmd_consume(args: argparse.Namespace) -> int:
+    """Print one line per message of a topic, then a count per kind; optionally plot them."""
+    from collections import Counter
+
+    from fink_t2.kafka.consume import consume
+
+    if args.plot:
+        require_extra("plot", "`fink-t2 consume --plot`")
+    config = load_config(args.conf).with_bootstrap(args.bootstrap)
+    schema_dir = Path(args.schema_dir) if args.schema_dir else config.schema_dir()
+    consumed = []
+    for item in consume(config.kafka, args.topic, args.max, args.idle_timeout, schema_dir, args.allow_remote_broker):
+        print(item.line(), flush=True)
+        consumed.append(item)
+    kinds = Counter(item.kind for item in consumed)
+    print(f"# {len(consumed)} messages from {args.topic}: "
+          + (", ".join(f"{n} {kind}" for kind, n in sorted(kinds.items())) or "none"))
+    if args.plot:
+        from fink_t2.tools.plot import plot_consumed
+
+        plot_consumed([item.fields for item in consumed if item.kind in ("enriched", "score")], Path(args.plot),
+                      args.topic)
+        print(f"wrote {args.plot}")
+    return 0
+
+
+def _add_consume_parser(sub) -> None:
+    from fink_t2.kafka.consume import DEFAULT_IDLE_SECONDS
+
+    p = sub.add_parser("consume", help="print (and plot) what an output topic holds, one line per alert",
+                       description="Reads TOPIC from the earliest offset in a consumer group of its own (commits "
+                                   "nothing) and decodes each message whatever its format: enriched container, "
+                                   "schemaless enriched (with its .avsc from --schema-dir), JSON score, dead letter.")
+    p.add_argument("topic")
+    p.add_argument("--conf", default=str(DEFAULT_CONF), help="TOML config: [kafka] and the default schema dir")
+    p.add_argument("--bootstrap", help="override [kafka] bootstrap_servers")
+    p.add_argument("--max", type=int, default=None, help="stop after N messages")
+    p.add_argument("--idle-timeout", type=float, default=DEFAULT_IDLE_SECONDS,
+                   help=f"stop after this many seconds without a message (default {DEFAULT_IDLE_SECONDS:g})")
+    p.add_argument("--schema-dir", help="folder of the published <fingerprint>.avsc (default: the config's)")
+    p.add_argument("--plot", help="write FILE.png: alerts per class and P(SNIa) (needs the plot extra)")
+    p.add_argument("--allow-remote-broker", action="store_true", help="read from a broker that is not on loopback")
+    p.set_defaults(handler=cmd_consume)
 
 
 def _add_config_parser(sub) -> None:
