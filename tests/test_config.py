@@ -140,3 +140,17 @@ def test_outage_defaults_are_wait_and_120_s_and_the_shipped_conf_says_the_same()
 def test_fail_with_a_short_timeout_loads():
     out = parse_config({"output": {"on_broker_outage": "fail", "delivery_timeout_seconds": 5}}).output
     assert (out.on_broker_outage, out.delivery_timeout_seconds) == ("fail", 5.0)
+
+
+def test_enriched_format_and_where_its_schemas_are_published(tmp_path):
+    assert Config().output.enriched_format == "container"
+    assert Config().schema_dir(tmp_path) == tmp_path / "run" / "checkpoints" / "schemas"
+    given = parse_config({"output": {"enriched_format": "schemaless", "schema_dir": str(tmp_path / "s")}})
+    assert given.schema_dir() == tmp_path / "s"
+    assert _problems({"output": {"enriched_format": "avro"}}) == [
+        "[output] enriched_format = 'avro': must be one of 'container', 'schemaless'"]
+    remote = {"checkpoint": {"dir": "hdfs:///t2/checkpoints"}, "output": {"enriched_format": "schemaless"}}
+    assert _problems(remote) == ['[output] enriched_format = "schemaless" publishes its .avsc files in a local '
+                                 "folder: set [output] schema_dir (the checkpoint dir 'hdfs:///t2/checkpoints' "
+                                 "is not local)"]
+    assert parse_config(remote | {"output": {"enriched_format": "container"}}).output.enriched_format == "container"
