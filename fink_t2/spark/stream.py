@@ -33,7 +33,7 @@ from typing import NamedTuple
 
 import pandas as pd
 
-from fink_t2.config import Config, FilterConf, OutputConf
+from fink_t2.config import Config, ConfigError, FilterConf, OutputConf
 from fink_t2.kafka.broker import MAX_MESSAGE_BYTES, MAX_OUTPUT_BYTES, spark_kafka_jars
 from fink_t2.kafka.producer import DirectProducer
 from fink_t2.kafka.security import refusal_in, spark_kafka_options
@@ -431,6 +431,21 @@ def output_topics(config: Config) -> list[str]:
     return [out.enriched_topic, out.scores_topic, out.deadletter_topic, *(f.topic for f in out.filters)]
 
 
+def prepare_schema_dir(config: Config) -> None:
+    """With schemaless enriched alerts, create the folder the workers publish their schemas in, so
+    that an unwritable ``[output] schema_dir`` stops the job at start-up (``ConfigError``)."""
+    if config.output.enriched_format != "schemaless":
+        return
+    folder = config.schema_dir()
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / f".write-test-{os.getpid()}"
+        probe.touch()
+        probe.unlink()
+    except OSError as exc:
+        raise ConfigError(f"[output] schema_dir {folder} is not a writable folder: {exc}") from exc
+
+
 def prepare_broker(config: Config) -> str:
     """Check that the broker answers and create the output topics it lacks; its cluster id."""
     from fink_t2.kafka import broker
@@ -456,6 +471,7 @@ def run(config: Config, once: bool = False, timeout: float | None = None,
     from fink_t2.spark.checkpoint import claim_checkpoint
 
     check_model(config)
+    prepare_schema_dir(config)
     cluster = prepare_broker(config)
     spark = build_spark(config)
     tally = spark.sparkContext.accumulator(Tally(), TallyParam())

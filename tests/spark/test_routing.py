@@ -177,3 +177,15 @@ def test_the_size_limit_counts_the_schemaless_message_and_its_header(real_alert,
     (dead,), tally = route_batch(kafka_rows([real_alert]), config)
     assert dead.topic == Config().output.deadletter_topic and tally.statuses == Counter({"error:output_too_large": 1})
     assert dead_record(dead)["reason"].startswith(f"output_too_large: {exact} bytes")
+
+
+def test_an_unwritable_schema_dir_stops_the_job_at_start_up(tmp_path):
+    from fink_t2.config import ConfigError
+    from fink_t2.spark.stream import prepare_schema_dir
+
+    prepare_schema_dir(schemaless_config(tmp_path / "a" / "schemas"))
+    assert (tmp_path / "a" / "schemas").is_dir() and not list((tmp_path / "a" / "schemas").iterdir())
+    (tmp_path / "file").write_text("")
+    with pytest.raises(ConfigError, match=r"schema_dir .*/file/schemas is not a writable folder"):
+        prepare_schema_dir(schemaless_config(tmp_path / "file" / "schemas"))
+    prepare_schema_dir(Config())  # container format: nothing to prepare
