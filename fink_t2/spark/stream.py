@@ -167,7 +167,7 @@ class TallyParam:
 
 
 def route_batch(frame: pd.DataFrame, config: Config) -> tuple[list[Message], Tally]:
-    """Classify one Arrow batch of Kafka rows: the output messages as (topic, key, value), and the tally.
+    """Classify one Arrow batch of Kafka rows: the output messages (:class:`Message`) and the tally.
 
     ``frame`` has columns key, value, topic, partition, offset. Per alert: one enriched
     message and one score, or one dead letter. The writer schemas of schemaless enriched
