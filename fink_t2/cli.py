@@ -135,7 +135,8 @@ def resolve_encoder(path: str | None):
 
 
 def cmd_embed(args: argparse.Namespace) -> int:
-    """Pooled embeddings of every object of INPUT into --out; exit 1 when no object was embedded."""
+    """Pooled embeddings of every object of INPUT into --out; exit 1 when an archive was incomplete or
+    no object could be embedded."""
     from fink_t2.astromer.embed import embed_path, write_embeddings
 
     encoder = resolve_encoder(args.encoder)
@@ -144,7 +145,11 @@ def cmd_embed(args: argparse.Namespace) -> int:
     statuses = pd.Series(table.column("status").to_pylist(), dtype=object)
     print(f"{len(table)} objects, encoder {encoder.encoder_id}: " +
           ", ".join(f"{status} {count}" for status, count in statuses.value_counts().sort_index().items()))
-    return 0 if (statuses == "ok").any() or not len(statuses) else 1
+    incomplete = statuses[statuses.str.startswith(f"error:{ARCHIVE_INCOMPLETE}")]
+    for status in incomplete:
+        print(f"fink-t2: error: incomplete input, the objects above are those it held: {status[len('error:'):]}",
+              file=sys.stderr)
+    return 1 if len(incomplete) or (len(statuses) and not (statuses == "ok").any()) else 0
 
 
 def _add_embed_parser(sub) -> None:
