@@ -119,3 +119,9 @@ def test_truncated_archive_embeds_what_it_holds_and_exits_1(tiny, tmp_path, caps
     assert table["candid"].tolist()[:-1] == [int(f.stem) for f in readable]
     assert table["status"].iloc[-1].startswith(f"error:archive_incomplete: {archive}")
     assert "incomplete input" in capsys.readouterr().err
+
+
+def test_a_band_the_two_band_encoder_does_not_know_is_refused(tiny, tmp_path, capsys):
+    """Was: rows of band 'R' silently given the g index."""
+    assert main(["embed", str(ALERTS), "--out", str(tmp_path / "x.parquet"), "--encoder", str(tiny), "--band", "R"]) == 2
+    assert "knows bands ['g', 'r']" in capsys.readouterr().err
