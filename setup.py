@@ -51,8 +51,9 @@ setup(
         "bench": BENCH,
         # the tests run plot, bench and the reference GP; pyyaml reads docker/compose.yaml
         "test": ["pytest>=8", "hypothesis>=6.100", "pyyaml>=6,<7", *BENCH],
-        # tf-keras and tfmot need --no-deps next to tensorflow-cpu: `make train-venv` installs them
-        "train": ["tensorflow-cpu==2.21.0", "dm-tree", "mock", "scipy>=1.11", *PLOT],
+        # tf-keras and tfmot need --no-deps next to tensorflow-cpu: `make train-venv` installs them, and
+        # (--no-deps too) ASTROMER 0.1.8 + tensorboard, the oracle of the v0 test; joblib is imported by it
+        "train": ["tensorflow-cpu==2.21.0", "dm-tree", "mock", "joblib", "scipy>=1.11", *PLOT],
     },
     entry_points={"console_scripts": ["fink-t2=fink_t2.cli:main"]},
 )

@@ -116,6 +116,52 @@ def cmd_plot(args: argparse.Namespace) -> int:
     return 0
 
 
+def resolve_encoder(path: str | None):
+    """The encoder of ``--encoder``: a .tflite (metadata beside it), a v0 checkpoint directory (converted
+    through TensorFlow once, cached), or the shipped two-band encoder when None."""
+    from fink_t2.astromer.encoder import DEFAULT_ENCODER, Encoder, EncoderError
+
+    if path is None and not DEFAULT_ENCODER.is_file():
+        raise EncoderError(f"the shipped encoder {DEFAULT_ENCODER.name} is not in this install: pass --encoder "
+                           "FILE.tflite or a v0 checkpoint directory")
+    if path is not None and Path(path).is_dir():
+        try:
+            from fink_t2.train.astromer_export import v0_checkpoint_to_tflite
+        except ImportError as exc:
+            raise MissingTrainingStack(f"--encoder {path} (a v0 checkpoint directory) is converted through "
+                                       "TensorFlow: pip install 'fink_t2[train]' (make train-venv)") from exc
+        path = v0_checkpoint_to_tflite(path)
+    return Encoder.load(path)
+
+
+def cmd_embed(args: argparse.Namespace) -> int:
+    """Pooled embeddings of every object of INPUT into --out; exit 1 when an archive was incomplete or
+    no object could be embedded."""
+    from fink_t2.astromer.embed import embed_path, write_embeddings
+
+    encoder = resolve_encoder(args.encoder)
+    table = embed_path(args.input, encoder, args.band)
+    write_embeddings(table, Path(args.out))
+    statuses = pd.Series(table.column("status").to_pylist(), dtype=object)
+    print(f"{len(table)} objects, encoder {encoder.encoder_id}: " +
+          ", ".join(f"{status} {count}" for status, count in statuses.value_counts().sort_index().items()))
+    incomplete = statuses[statuses.str.startswith(f"error:{ARCHIVE_INCOMPLETE}")]
+    for status in incomplete:
+        print(f"fink-t2: error: incomplete input, the objects above are those it held: {status[len('error:'):]}",
+              file=sys.stderr)
+    return 1 if len(incomplete) or (len(statuses) and not (statuses == "ok").any()) else 0
+
+
+def _add_embed_parser(sub) -> None:
+    p = sub.add_parser("embed", help="pooled ASTROMER embeddings of alert files or a CSV light-curve table")
+    p.add_argument("input", help="alert file/folder (.avro, .parquet, .tar.gz) or CSV: object_id, mjd, band, mag, magerr")
+    p.add_argument("--out", required=True, help="FILE.parquet: object_id, candid, status, n_obs, encoder, embedding")
+    p.add_argument("--encoder", help="FILE.tflite (metadata beside it) or a v0 checkpoint directory; "
+                                     "default: the shipped two-band encoder")
+    p.add_argument("--band", help="only the observations of this band (a single-band v0 encoder: which rows)")
+    p.set_defaults(handler=cmd_embed)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fink-t2", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
@@ -138,6 +184,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_schema_parser(sub)
     _add_consume_parser(sub)
     _add_stream_commands(sub)
+    _add_embed_parser(sub)
     add_train_parsers(sub)
     return parser
 

@@ -52,3 +52,22 @@ GP_LOG_AMPLITUDE_HALF_WIDTH: float = 10.0  # ln A bounds: ln(0.25 s²) ± 10
 #: ids, the candidate's position (ra, dec: deg J2000), time (jd) and photometry (magpsf: AB mag,
 #: fid: 1 g, 2 r, 3 i): what a follow-up observer needs without fetching the full alert.
 ALERT_COLUMNS: tuple[str, ...] = ("objectId", "candid", "ra", "dec", "jd", "magpsf", "fid")
+
+# --- ASTROMER light-curve encoder (issue 12; ../shared/notes/astromer.md) ---------------------
+#: Band index fed to the encoder (``EncoderBatch.bands``): 0 = g, 1 = r (the order of ``BANDS``).
+#: The single-band v0 encoder is given index 0 whatever the band.
+ASTROMER_BAND_INDEX: dict[str, int] = {band: index for index, band in enumerate(BANDS)}
+#: ZTF filter id -> encoder band index (i band, fid 3, is not encoded).
+ZTF_FID_TO_ASTROMER_BAND: dict[int, int] = {1: 0, 2: 1}
+#: v0 window: the first 200 observations by time (the published checkpoints' ``max_obs``).
+ASTROMER_V0_MAX_OBS: int = 200
+#: Effective positional-encoding base of v0: the configured ``base`` is never applied (notes §4.1).
+ASTROMER_V0_PE_BASE: float = 10_000.0
+#: Two-band window: the most recent observations of g and r merged by time.
+ASTROMER_TWOBAND_MAX_OBS: int = 64
+#: Input contracts of an encoder (``input_contract`` in its metadata JSON):
+#: ``astromer_v0_first``: one band, first ``max_obs`` points by time, time and magnitude minus the
+#: window means; ``astromer_gr_recent``: g and r merged by time, the last ``max_obs`` points, the same.
+ASTROMER_INPUT_CONTRACTS: tuple[str, ...] = ("astromer_v0_first", "astromer_gr_recent")
+#: Encoder id of our shipped two-band encoder (``fink_t2/data/models/<id>.tflite`` + ``.json``).
+ASTROMER_SHIPPED_ENCODER_ID: str = "fink-t2-astromer-gr"

@@ -22,9 +22,13 @@ T2TRAIN := FINK_T2_TRAIN_THREADS=1 $(TASKSET) $(PY) -m fink_t2.train -v
 
 # tf-keras 2.21 declares a dependency on the full `tensorflow` wheel; with tensorflow-cpu it is
 # installed --no-deps (environment.md §1, "same, CPU only, smaller").
+# ASTROMER 0.1.8 (MIT) is the oracle of tests/train/test_astromer_v0.py only; --no-deps: it declares
+# sphinx, seaborn, pytest and an unbounded tensorflow, but its encoder path imports only tensorboard
+# (event_accumulator, also --no-deps), pandas, joblib, requests and tqdm.
 train-venv: venv
-	$(PY) -m pip install $(PIP_FLAGS) tensorflow-cpu==2.21.0 dm-tree mock
+	$(PY) -m pip install $(PIP_FLAGS) tensorflow-cpu==2.21.0 dm-tree mock joblib
 	$(PY) -m pip install $(PIP_FLAGS) --no-deps tf-keras==2.21.0 tensorflow-model-optimization==0.8.1
+	$(PY) -m pip install $(PIP_FLAGS) --no-deps ASTROMER==0.1.8 tensorboard==2.21.0
 	$(PY) -c "import ai_edge_litert.interpreter, tf_keras, tensorflow_model_optimization"
 
 # Table 1: the paper's set-up on PLAsTiCC (full light curves, global robust scaling as astronet;

@@ -21,11 +21,12 @@ ALLOWED_LAYERS: dict[str, set[str]] = {
     "config": {"contract"},
     "alerts": {"contract", "config"},
     "science": {"contract", "config", "alerts"},
-    "kafka": {"contract", "config", "alerts", "science"},
-    "spark": {"contract", "config", "alerts", "science", "kafka"},
-    "tools": {"contract", "config", "alerts", "science", "kafka", "spark"},
-    "train": {"contract", "config", "alerts", "science"},
-    "cli": {"contract", "config", "alerts", "science", "kafka", "spark", "tools", "train"},
+    "astromer": {"contract", "config", "alerts", "science"},
+    "kafka": {"contract", "config", "alerts", "science", "astromer"},
+    "spark": {"contract", "config", "alerts", "science", "astromer", "kafka"},
+    "tools": {"contract", "config", "alerts", "science", "astromer", "kafka", "spark"},
+    "train": {"contract", "config", "alerts", "science", "astromer"},
+    "cli": {"contract", "config", "alerts", "science", "astromer", "kafka", "spark", "tools", "train"},
     "__init__": set(),
 }
 #: third-party packages only one layer may import

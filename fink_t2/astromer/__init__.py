@@ -1,0 +1,1 @@
+"""ASTROMER light-curve encoder at inference: numpy windows and LiteRT (no TensorFlow)."""
