@@ -41,7 +41,8 @@ setup(
     # the models with their metadata (sha256-checked at load) and the config templates: found with
     # importlib.resources (fink_t2.config.package_file) from a wheel, from any working directory
     package_data={"fink_t2": ["data/models/*.tflite", "data/models/*.json", "data/models/LICENSE.*",
-                              "conf/*.toml", "conf/*.properties"]},
+                              "data/schemas/ztf/*.avsc", "data/schemas/ztf/README.md", "conf/*.toml",
+                              "conf/*.properties"]},
     install_requires=CORE,
     extras_require={
         "stream": STREAM,

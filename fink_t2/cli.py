@@ -135,7 +135,8 @@ def resolve_encoder(path: str | None):
 
 
 def cmd_embed(args: argparse.Namespace) -> int:
-    """Pooled embeddings of every object of INPUT into --out; exit 1 when no object was embedded."""
+    """Pooled embeddings of every object of INPUT into --out; exit 1 when an archive was incomplete or
+    no object could be embedded."""
     from fink_t2.astromer.embed import embed_path, write_embeddings
 
     encoder = resolve_encoder(args.encoder)
@@ -144,7 +145,11 @@ def cmd_embed(args: argparse.Namespace) -> int:
     statuses = pd.Series(table.column("status").to_pylist(), dtype=object)
     print(f"{len(table)} objects, encoder {encoder.encoder_id}: " +
           ", ".join(f"{status} {count}" for status, count in statuses.value_counts().sort_index().items()))
-    return 0 if (statuses == "ok").any() or not len(statuses) else 1
+    incomplete = statuses[statuses.str.startswith(f"error:{ARCHIVE_INCOMPLETE}")]
+    for status in incomplete:
+        print(f"fink-t2: error: incomplete input, the objects above are those it held: {status[len('error:'):]}",
+              file=sys.stderr)
+    return 1 if len(incomplete) or (len(statuses) and not (statuses == "ok").any()) else 0
 
 
 def _add_embed_parser(sub) -> None:
@@ -176,6 +181,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(handler=cmd_plot, extra="plot")
 
     _add_config_parser(sub)
+    _add_schema_parser(sub)
+    _add_consume_parser(sub)
     _add_stream_commands(sub)
     _add_embed_parser(sub)
     add_train_parsers(sub)
@@ -205,6 +212,75 @@ def cmd_config(args: argparse.Namespace) -> int:
     print(f"{args.target}: valid; bootstrap {config.kafka.bootstrap_servers}, "
           f"reads {config.input.subscribe_pattern!r}, writes {', '.join(config.output.topics())}")
     return 0
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    """Print the enriched schema (the .avsc the job publishes for such alerts) or its fingerprint."""
+    from fink_t2.alerts.ztf_schemas import ztf_writer_schema
+    from fink_t2.kafka.messages import enriched_schema
+
+    schema = enriched_schema(ztf_writer_schema(args.ztf_version))
+    print(schema.fingerprint if args.fingerprint else schema.json.decode())
+    return 0
+
+
+def _add_schema_parser(sub) -> None:
+    from fink_t2.alerts.ztf_schemas import LATEST_ZTF_VERSION, ztf_schema_versions
+
+    p = sub.add_parser("schema", help="print the enriched-alert Avro schema (JSON) of a ZTF schema version",
+                       description="The ZTF writer schema of that version with the t2 fields appended: the "
+                                   "<fingerprint>.avsc the job publishes for such alerts with [output] "
+                                   "enriched_format = \"schemaless\" (also the schema container messages embed).")
+    p.add_argument("--ztf-version", default=LATEST_ZTF_VERSION, choices=ztf_schema_versions(),
+                   help=f"ZTF alert schema version (default {LATEST_ZTF_VERSION})")
+    p.add_argument("--fingerprint", action="store_true",
+                   help="print only its CRC-64-AVRO fingerprint (the avro.schema.crc64 header value)")
+    p.set_defaults(handler=cmd_schema)
+
+
+def cmd_consume(args: argparse.Namespace) -> int:
+    """Print one line per message of a topic, then a count per kind; optionally plot them."""
+    from collections import Counter
+
+    from fink_t2.kafka.consume import consume
+
+    if args.plot:
+        require_extra("plot", "`fink-t2 consume --plot`")
+    config = load_config(args.conf).with_bootstrap(args.bootstrap)
+    schema_dir = Path(args.schema_dir) if args.schema_dir else config.schema_dir()
+    consumed = []
+    for item in consume(config.kafka, args.topic, args.max, args.idle_timeout, schema_dir, args.allow_remote_broker):
+        print(item.line(), flush=True)
+        consumed.append(item)
+    kinds = Counter(item.kind for item in consumed)
+    print(f"# {len(consumed)} messages from {args.topic}: "
+          + (", ".join(f"{n} {kind}" for kind, n in sorted(kinds.items())) or "none"))
+    if args.plot:
+        from fink_t2.tools.plot import plot_consumed
+
+        plot_consumed([item.fields for item in consumed if item.kind in ("enriched", "score")], Path(args.plot),
+                      args.topic)
+        print(f"wrote {args.plot}")
+    return 0
+
+
+def _add_consume_parser(sub) -> None:
+    from fink_t2.kafka.consume import DEFAULT_IDLE_SECONDS
+
+    p = sub.add_parser("consume", help="print (and plot) what an output topic holds, one line per alert",
+                       description="Reads TOPIC from the earliest offset in a consumer group of its own (commits "
+                                   "nothing) and decodes each message whatever its format: enriched container, "
+                                   "schemaless enriched (with its .avsc from --schema-dir), JSON score, dead letter.")
+    p.add_argument("topic")
+    p.add_argument("--conf", default=str(DEFAULT_CONF), help="TOML config: [kafka] and the default schema dir")
+    p.add_argument("--bootstrap", help="override [kafka] bootstrap_servers")
+    p.add_argument("--max", type=int, default=None, help="stop after N messages")
+    p.add_argument("--idle-timeout", type=float, default=DEFAULT_IDLE_SECONDS,
+                   help=f"stop after this many seconds without a message (default {DEFAULT_IDLE_SECONDS:g})")
+    p.add_argument("--schema-dir", help="folder of the published <fingerprint>.avsc (default: the config's)")
+    p.add_argument("--plot", help="write FILE.png: alerts per class and P(SNIa) (needs the plot extra)")
+    p.add_argument("--allow-remote-broker", action="store_true", help="read from a broker that is not on loopback")
+    p.set_defaults(handler=cmd_consume)
 
 
 def _add_config_parser(sub) -> None:

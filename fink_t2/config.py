@@ -297,10 +297,18 @@ class FilterConf(Section):
         return f"output.filters {self.name!r}" if isinstance(self.name, str) else "output.filters"
 
 
+#: ``[output] enriched_format`` values: one Avro object container per message (schema embedded),
+#: or schemaless Avro with the schema published once as an ``.avsc`` file (README "Output topics").
+ENRICHED_FORMATS: tuple[str, ...] = ("container", "schemaless")
+
+
 @dataclass(frozen=True)
 class OutputConf(Section):
     SECTION: ClassVar[str] = "output"
     enriched_topic: str = key("fink_t2_enriched_ztf", TOPIC_NAME)
+    enriched_format: str = key("container", one_of(*ENRICHED_FORMATS))
+    # local (on a cluster: shared) folder of the published <fingerprint>.avsc files; "": <checkpoint dir>/schemas
+    schema_dir: str = ""
     scores_topic: str = key("fink_t2_scores_ztf", TOPIC_NAME)
     deadletter_topic: str = key("fink_t2_deadletter_ztf", TOPIC_NAME)
     # "python": workers produce enriched/dead letters; "spark": Spark's sink
@@ -414,6 +422,9 @@ class Config:
         if looped:  # the job would read its own output back as alerts
             raise ConfigError(f"[input] subscribe_pattern {self.input.subscribe_pattern!r} matches output "
                               f"topic(s) {', '.join(looped)}")
+        if self.output.enriched_format == "schemaless" and not self.output.schema_dir and "://" in self.checkpoint.dir:
+            raise ConfigError(f"[output] enriched_format = \"schemaless\" publishes its .avsc files in a local folder: "
+                              f"set [output] schema_dir (the checkpoint dir {self.checkpoint.dir!r} is not local)")
 
     def with_bootstrap(self, bootstrap: str | None) -> "Config":
         """A copy with another Kafka bootstrap (CLI override), or self when None."""
@@ -433,6 +444,12 @@ class Config:
     def needs_encoder(self) -> bool:
         """Whether the workers run the ASTROMER encoder (embeddings output, or the astromer classifier)."""
         return self.embedding.enabled or self.classifier.kind == "astromer"
+
+    def schema_dir(self, base: Path = REPO_ROOT) -> Path:
+        """Folder of the published enriched schemas (``[output] schema_dir``, else
+        ``<checkpoint dir>/schemas``); a relative path is taken from the repo root."""
+        path = Path(self.output.schema_dir or Path(self.checkpoint_dir(base)) / "schemas")
+        return path if path.is_absolute() else base / path
 
     def checkpoint_dir(self, base: Path = REPO_ROOT) -> str:
         """Checkpoint root; a relative local path is taken from the repo root."""

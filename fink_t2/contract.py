@@ -48,6 +48,11 @@ GP_TIME_SCALE_BOUNDS_DAYS: tuple[float, float] = (1.0, 1000.0)  # ℓ_t bounds, 
 GP_TIME_SCALE_START_DAYS: float = 20.0  # ℓ_t initial value of the reference fit, days
 GP_LOG_AMPLITUDE_HALF_WIDTH: float = 10.0  # ln A bounds: ln(0.25 s²) ± 10
 
+#: Alert columns of every classify row, score message and filter topic, before the t2 fields:
+#: ids, the candidate's position (ra, dec: deg J2000), time (jd) and photometry (magpsf: AB mag,
+#: fid: 1 g, 2 r, 3 i): what a follow-up observer needs without fetching the full alert.
+ALERT_COLUMNS: tuple[str, ...] = ("objectId", "candid", "ra", "dec", "jd", "magpsf", "fid")
+
 # --- ASTROMER light-curve encoder (issue 12; ../shared/notes/astromer.md) ---------------------
 #: Band index fed to the encoder (``EncoderBatch.bands``): 0 = g, 1 = r (the order of ``BANDS``).
 #: The single-band v0 encoder is given index 0 whatever the band.

@@ -99,3 +99,30 @@ def test_truncated_archive_classifies_what_it_holds_reports_and_exits_1(tmp_path
     (error,) = results.loc[results["candid"].isna(), "t2_status"]
     assert error.startswith(f"error:archive_incomplete: {archive}: truncated or corrupt after {len(readable)} ")
     assert "incomplete input" in capsys.readouterr().err
+
+
+def test_schema_prints_the_avsc_the_job_publishes_for_that_version(capsys, tmp_path):
+    """`fink-t2 schema --ztf-version 3.3` = the file a worker publishes for a real 3.3 alert; the
+    default (4.02) reads a 4.02 record written with it; an unknown version is refused."""
+    import io
+
+    import fastavro
+
+    from fink_t2.kafka.messages import enrich_alert_schemaless
+    from fink_t2.kafka.schema_files import publish_schema
+    from fink_t2.science.classify import classify
+
+    payload = next((SAMPLE_ALERTS / "fink-broker_basic_alerts_local_20200101").glob("*.avro")).read_bytes()
+    _, schema = enrich_alert_schemaless(payload, classify([payload]).iloc[0].to_dict())
+    assert main(["schema", "--ztf-version", "3.3"]) == 0
+    assert capsys.readouterr().out.encode() == publish_schema(schema, tmp_path).read_bytes() + b"\n"
+    assert main(["schema", "--ztf-version", "3.3", "--fingerprint"]) == 0
+    assert capsys.readouterr().out == schema.fingerprint + "\n"
+    assert main(["schema"]) == 0
+    latest = json.loads(capsys.readouterr().out)
+    assert latest["version"] == "4.02" and [f["name"] for f in latest["fields"]][-6:] == [
+        "t2_schema_version", "t2_status", "t2_class", "t2_probs", "t2_snia", "t2_model"]
+    assert "fp_hists" in {f["name"] for f in latest["fields"]}
+    with pytest.raises(SystemExit):
+        main(["schema", "--ztf-version", "9.9"])
+    assert "invalid choice: '9.9'" in capsys.readouterr().err

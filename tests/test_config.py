@@ -154,3 +154,17 @@ def test_embeddings_are_off_and_t2_classifies_by_default():
     assert on.needs_encoder and on.encoder_path() == "/x/enc.tflite"
     head_only = parse_config({"classifier": {"kind": "astromer", "head": "/x/head.npz"}})
     assert head_only.needs_encoder and not head_only.embedding.enabled
+
+
+def test_enriched_format_and_where_its_schemas_are_published(tmp_path):
+    assert Config().output.enriched_format == "container"
+    assert Config().schema_dir(tmp_path) == tmp_path / "run" / "checkpoints" / "schemas"
+    given = parse_config({"output": {"enriched_format": "schemaless", "schema_dir": str(tmp_path / "s")}})
+    assert given.schema_dir() == tmp_path / "s"
+    assert _problems({"output": {"enriched_format": "avro"}}) == [
+        "[output] enriched_format = 'avro': must be one of 'container', 'schemaless'"]
+    remote = {"checkpoint": {"dir": "hdfs:///t2/checkpoints"}, "output": {"enriched_format": "schemaless"}}
+    assert _problems(remote) == ['[output] enriched_format = "schemaless" publishes its .avsc files in a local '
+                                 "folder: set [output] schema_dir (the checkpoint dir 'hdfs:///t2/checkpoints' "
+                                 "is not local)"]
+    assert parse_config(remote | {"output": {"enriched_format": "container"}}).output.enriched_format == "container"

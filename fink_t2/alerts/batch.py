@@ -25,10 +25,12 @@ KIND_PYTHON_TYPES: dict[str, tuple[type, ...]] = {FLOAT: (int, float), INT: (int
 CANDIDATE_KINDS: dict[str, str] = {
     "jd": FLOAT, "fid": INT, "magpsf": FLOAT, "sigmapsf": FLOAT, "isdiffpos": STRING, "rb": FLOAT,
     "nbad": FLOAT, "jdstarthist": FLOAT, "ssdistnr": FLOAT, "candid": INT,
-    "sgscore1": FLOAT, "distpsnr1": FLOAT,
+    "sgscore1": FLOAT, "distpsnr1": FLOAT, "ra": FLOAT, "dec": FLOAT,
 }
-#: candidate scalars kept as float64 columns of the batch (NaN when null or absent)
-CANDIDATE_SCALARS: tuple[str, ...] = ("jdstarthist", "rb", "nbad", "ssdistnr", "sgscore1", "distpsnr1")
+#: candidate scalars kept as float64 columns of the batch (NaN when null or absent), each an
+#: ``AlertBatch`` field of the same name
+CANDIDATE_SCALARS: tuple[str, ...] = ("jdstarthist", "rb", "nbad", "ssdistnr", "sgscore1", "distpsnr1",
+                                      "ra", "dec", "jd", "magpsf")
 #: fields kept per history point (candidate and prv_candidates).
 HISTORY_KINDS: dict[str, str] = {"jd": FLOAT, "fid": INT, "magpsf": FLOAT, "sigmapsf": FLOAT, "isdiffpos": STRING}
 #: top-level scalar fields; ``roid`` and ``cdsxmatch`` are Fink-added columns used by the cuts when present.
@@ -70,6 +72,10 @@ class AlertBatch:
     extras: dict[str, Any] = field(default_factory=dict)
     sgscore1: np.ndarray | None = None  # float64 PS1 star/galaxy score of the closest source (1 = star), NaN when none
     distpsnr1: np.ndarray | None = None  # float64 arcsec to the closest PS1 source, NaN/negative when none
+    ra: np.ndarray | None = None  # float64 deg (J2000) of the candidate
+    dec: np.ndarray | None = None  # float64 deg (J2000) of the candidate
+    jd: np.ndarray | None = None  # float64 JD of the candidate (start of exposure)
+    magpsf: np.ndarray | None = None  # float64 AB mag of the candidate (NaN when null)
 
     def __len__(self) -> int:
         return len(self.object_id)
@@ -190,9 +196,7 @@ def records_to_batch(records: Sequence[dict | None], errors: Sequence[str | None
     np.cumsum(counts, out=offsets[1:])
     return AlertBatch(
         object_id=object_id, candid=candid, error=errors,
-        jdstarthist=scalars["jdstarthist"], rb=scalars["rb"], nbad=scalars["nbad"],
-        ssdistnr=scalars["ssdistnr"], candidate_fid=candidate_fid, roid=roid, cdsxmatch=cdsxmatch,
-        sgscore1=scalars["sgscore1"], distpsnr1=scalars["distpsnr1"],
+        candidate_fid=candidate_fid, roid=roid, cdsxmatch=cdsxmatch, **scalars,
         offsets=offsets,
         hist_jd=np.array([_float(p.get("jd")) for p in hist], dtype=np.float64),
         hist_fid=np.array([p.get("fid") if p.get("fid") is not None else -1 for p in hist], dtype=np.int64),

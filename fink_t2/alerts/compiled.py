@@ -50,8 +50,8 @@ except ImportError:  # the fastavro path stays available without numba
 S_JD, S_FID, S_MAG, S_MAGERR, S_NEG = 0, 1, 2, 3, 4
 S_RB, S_NBAD, S_JDSTARTHIST, S_SSDISTNR, S_CANDIDATE_CANDID = 5, 6, 7, 8, 9
 S_CANDID, S_OBJECTID, S_ROID, S_XMATCH, S_CANDIDATE = 10, 11, 12, 13, 14
-S_SGSCORE1, S_DISTPSNR1 = 15, 16
-N_ALERT_SLOTS = 17
+S_SGSCORE1, S_DISTPSNR1, S_RA, S_DEC = 15, 16, 17, 18
+N_ALERT_SLOTS = 19
 N_POINT_SLOTS = 5
 POINT_BASE = 32  # slot >= POINT_BASE: per-point slot (slot - POINT_BASE) of the current point
 
@@ -59,7 +59,9 @@ _ISDIFFPOS = "isdiffpos"  # a string slot that stores 1 for a negative subtracti
 _POINT_SLOTS = {"jd": S_JD, "fid": S_FID, "magpsf": S_MAG, "sigmapsf": S_MAGERR, "isdiffpos": S_NEG}
 _CANDIDATE_SLOTS = _POINT_SLOTS | {"rb": S_RB, "nbad": S_NBAD, "jdstarthist": S_JDSTARTHIST,
                                    "ssdistnr": S_SSDISTNR, "candid": S_CANDIDATE_CANDID,
-                                   "sgscore1": S_SGSCORE1, "distpsnr1": S_DISTPSNR1}
+                                   "sgscore1": S_SGSCORE1, "distpsnr1": S_DISTPSNR1, "ra": S_RA, "dec": S_DEC}
+#: slot of each ``CANDIDATE_SCALARS`` column (the candidate's jd and magpsf are its point slots)
+_SCALAR_SLOTS = {name: _CANDIDATE_SLOTS[name] for name in CANDIDATE_SCALARS}
 _TOP_SLOTS = {"candid": S_CANDID, "objectId": S_OBJECTID, "roid": S_ROID, "cdsxmatch": S_XMATCH}
 
 
@@ -871,8 +873,7 @@ class _GroupDecoder:
             object_id=[self.object_id[r] if ok[r] else None for r in range(n)],
             candid=np.where(ok, self.a_i[:, S_CANDID], -1),
             error=[self._reason(k) for k in range(n)],
-            jdstarthist=scalar(S_JDSTARTHIST), rb=scalar(S_RB), nbad=scalar(S_NBAD), ssdistnr=scalar(S_SSDISTNR),
-            sgscore1=scalar(S_SGSCORE1), distpsnr1=scalar(S_DISTPSNR1),
+            **{name: scalar(slot) for name, slot in _SCALAR_SLOTS.items()},
             candidate_fid=np.where(ok, self.a_i[:, S_FID], -1),
             roid=roid,
             cdsxmatch=[self.cdsxmatch[r] if ok[r] else None for r in range(n)]

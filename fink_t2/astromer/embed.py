@@ -22,7 +22,9 @@ from fink_t2.alerts.decode import decode_payloads
 from fink_t2.alerts.sources import AlertInput, iter_alert_inputs
 from fink_t2.astromer.encoder import Encoder
 from fink_t2.astromer.inputs import LightCurve
-from fink_t2.contract import ASTROMER_BAND_INDEX, ZTF_FID_TO_ASTROMER_BAND, ZTF_FID_TO_BAND
+from fink_t2.contract import (
+    ASTROMER_BAND_INDEX, ASTROMER_INPUT_CONTRACTS, ZTF_FID_TO_ASTROMER_BAND, ZTF_FID_TO_BAND,
+)
 
 CSV_COLUMNS = ("object_id", "mjd", "band", "mag", "magerr")
 JD_MINUS_MJD = 2_400_000.5
@@ -156,6 +158,8 @@ def is_table(path: Path) -> bool:
 def embed_path(path: str | Path, encoder: Encoder, band: str | None = None) -> pa.Table:
     """Every object of ``path`` (a .csv table, or alert files / folders as ``classify`` reads)."""
     path = Path(path)
+    if band is not None and encoder.meta["input_contract"] != ASTROMER_INPUT_CONTRACTS[0] and band not in ASTROMER_BAND_INDEX:
+        raise EmbedInputError(f"--band {band!r}: encoder {encoder.encoder_id} knows bands {sorted(ASTROMER_BAND_INDEX)}")
     if is_table(path):
         try:
             # all as text, no NA guessing: an object named "nan" or "NA" stays itself; numbers parsed after

@@ -7,6 +7,11 @@ of the top-level record. Avro encodes a record as the concatenation of its field
 enriched record bytes are the original record bytes followed by the encoded t2 fields: no
 re-encoding of the 44 KB alert (cutouts included) is needed.
 
+With ``[output] enriched_format = "schemaless"`` the message is the bare enriched record (no
+container header: ~23 KB less per alert), its writer schema published once as a
+``<fingerprint>.avsc`` file (``fink_t2.kafka.schema_files``), and the Kafka header
+``SCHEMA_FINGERPRINT_HEADER`` names it.
+
 Enriched schema version: ``ENRICHED_SCHEMA_VERSION`` (field ``t2_schema_version``).
 """
 from __future__ import annotations
@@ -15,14 +20,16 @@ import io
 import json
 import math
 from collections.abc import Mapping
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
 import fastavro
+import fastavro.schema
 import numpy as np
 
-from fink_t2.contract import EMBEDDING_FIELD
 from fink_t2.alerts.container import ContainerError, build_single_record_container, single_record
+from fink_t2.contract import ALERT_COLUMNS, EMBEDDING_FIELD
 
 ENRICHED_SCHEMA_VERSION = "1.1"  # 1.1: t2_embedding
 
@@ -67,6 +74,13 @@ MAX_REASON_CHARS = 1000
 _VARINT_SLACK_BYTES = 32
 
 
+#: Kafka header of every schemaless enriched message: the CRC-64-AVRO ("Rabin") fingerprint of the
+#: parsing canonical form of its writer schema, as 16 ASCII hex digits of its 8 bytes in the order
+#: Avro single-object encoding writes them after ``C3 01`` (little-endian; fastavro's hex digest).
+SCHEMA_FINGERPRINT_HEADER = "avro.schema.crc64"
+FINGERPRINT_ALGORITHM = "CRC-64-AVRO"
+
+
 class EnrichError(ValueError):
     """The alert bytes cannot carry the t2 fields (e.g. the schema already has them)."""
 
@@ -109,6 +123,37 @@ def enriched_schema_json(writer_schema_json: bytes) -> bytes:
     return json.dumps(schema, separators=(",", ":")).encode()
 
 
+@dataclass(frozen=True)
+class EnrichedSchema:
+    """An enriched writer schema: its JSON (the ``.avsc`` content) and its fingerprint (hex)."""
+
+    json: bytes
+    fingerprint: str
+
+    @property
+    def file_name(self) -> str:
+        """Name of its published file, ``<fingerprint>.avsc``."""
+        return f"{self.fingerprint}.avsc"
+
+    @property
+    def header(self) -> tuple[str, bytes]:
+        """The Kafka header that names this schema."""
+        return SCHEMA_FINGERPRINT_HEADER, self.fingerprint.encode()
+
+
+def schema_fingerprint(schema_json: bytes | str) -> str:
+    """CRC-64-AVRO fingerprint (16 hex digits) of the parsing canonical form of a schema's JSON."""
+    canonical = fastavro.schema.to_parsing_canonical_form(json.loads(schema_json))
+    return fastavro.schema.fingerprint(canonical, FINGERPRINT_ALGORITHM)
+
+
+@lru_cache(maxsize=64)
+def enriched_schema(writer_schema_json: bytes) -> EnrichedSchema:
+    """The enriched schema of an alert writer schema, with its fingerprint (cached per writer schema)."""
+    schema_json = enriched_schema_json(writer_schema_json)
+    return EnrichedSchema(schema_json, schema_fingerprint(schema_json))
+
+
 def encode_t2_fields(result: Mapping[str, Any]) -> bytes:
     """Avro binary encoding of the t2 fields of one result row."""
     buf = io.BytesIO()
@@ -122,26 +167,58 @@ def enrich_alert(payload: bytes, result: Mapping[str, Any]) -> bytes:
     ``result`` holds the ``classify`` output columns of this alert. The container is always
     written uncompressed; a deflate alert is inflated (at most ``MAX_BLOCK_BYTES``).
     """
-    try:
-        container, record = single_record(payload)  # decompressed when the codec is deflate
-    except ContainerError as exc:
-        raise EnrichError(f"not a one-alert container: {exc}") from exc
+    container, record = _one_alert(payload)
     schema_json = enriched_schema_json(container.schema_json)
     return build_single_record_container(schema_json, container.sync, record + encode_t2_fields(result))
 
 
+def enrich_alert_schemaless(payload: bytes, result: Mapping[str, Any]) -> tuple[bytes, EnrichedSchema]:
+    """The enriched alert as a bare Avro record (``fastavro.schemaless_reader`` with the schema
+    reads it), and its writer schema; same record bytes as :func:`enrich_alert`'s container holds."""
+    container, record = _one_alert(payload)
+    return record + encode_t2_fields(result), enriched_schema(container.schema_json)
+
+
+def _one_alert(payload: bytes):
+    try:
+        return single_record(payload)  # decompressed when the codec is deflate
+    except ContainerError as exc:
+        raise EnrichError(f"not a one-alert container: {exc}") from exc
+
+
+#: the integer alert columns of a score record (the others but objectId are numbers, deg / JD / mag)
+_INTEGER_COLUMNS = frozenset({"candid", "fid"})
+
+
 def score_message(result: Mapping[str, Any]) -> bytes:
-    """Compact JSON score record (objectId, candid and the t2 fields), UTF-8. ``t2_embedding`` is
-    there only when ``result`` has that key (embeddings enabled): a list of float32 values written
-    as the shortest decimals that read back as the same float32, or null."""
+    """Compact JSON score record, UTF-8: the alert columns (``contract.ALERT_COLUMNS``; null when
+    unknown) and the t2 fields. Filter topics carry these records. ``t2_embedding`` is there only
+    when ``result`` has that key (embeddings enabled): a list of float32 values written as the
+    shortest decimals that read back as the same float32, or null."""
     values = _t2_values(result)
     values.pop("t2_schema_version")
     if EMBEDDING_KEY not in result:
         values.pop(EMBEDDING_KEY)
     elif values[EMBEDDING_KEY] is not None:
         values[EMBEDDING_KEY] = _shortest_float32(values[EMBEDDING_KEY])
-    record = {"objectId": result.get("objectId"), "candid": _int_or_none(result.get("candid"))} | values
-    return json.dumps(record, separators=(",", ":")).encode()
+    alert = {name: _alert_value(name, result.get(name)) for name in ALERT_COLUMNS}
+    return json.dumps(alert | values, separators=(",", ":"), allow_nan=False).encode()
+
+
+def _alert_value(name: str, value: Any) -> Any:
+    if name == "objectId":
+        return value
+    if name in _INTEGER_COLUMNS:
+        return _int_or_none(value)
+    return _finite_or_none(value)
+
+
+def _finite_or_none(value: Any) -> float | None:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):  # None, pandas NA
+        return None
+    return number if math.isfinite(number) else None
 
 
 def deadletter_message(reason: str, value: bytes | None, key: bytes | None = None, topic: str | None = None,

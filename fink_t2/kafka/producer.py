@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 
 from confluent_kafka import Producer
 
@@ -56,22 +57,23 @@ class DirectProducer:
         if error is not None:
             self.failures.append(f"{message.topic()}: {error}")
 
-    def send_all(self, messages: list[tuple[str, bytes, bytes]]) -> None:
-        """Produce ``messages`` and wait for all acknowledgements; :class:`DeliveryError` on any loss."""
+    def send_all(self, messages: Sequence[tuple]) -> None:
+        """Produce ``messages``, (topic, key, value) or (topic, key, value, headers) with headers
+        (name, bytes) pairs, and wait for all acknowledgements; :class:`DeliveryError` on any loss."""
         self.failures.clear()
         try:
-            for topic, key, value in messages:
-                self._produce(topic, key, value)
+            for topic, key, value, *headers in messages:
+                self._produce(topic, key, value, list(headers[0]) if headers and headers[0] else None)
             self._await_acknowledgements()
         except (DeliveryError, KafkaAuthenticationError):  # a refused login never heals by waiting
             self.producer.purge()  # a reused worker must not see this batch's late reports in the next one
             self.producer.flush(_PURGE_DRAIN_S)  # returns once the purged messages are reported
             raise
 
-    def _produce(self, topic: str, key: bytes, value: bytes) -> None:
+    def _produce(self, topic: str, key: bytes, value: bytes, headers: list | None = None) -> None:
         while True:
             try:
-                self.producer.produce(topic, value=value, key=key, on_delivery=self._on_delivery)
+                self.producer.produce(topic, value=value, key=key, headers=headers, on_delivery=self._on_delivery)
                 break
             except BufferError:  # local queue full: let deliveries drain
                 self.producer.poll(0.1)

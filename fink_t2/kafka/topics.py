@@ -19,6 +19,7 @@ class Message:
     key: bytes | None
     value: bytes | None
     timestamp_ms: int
+    headers: tuple[tuple[str, bytes], ...] = ()
 
 
 def _consumer(endpoint: KafkaEndpoint) -> Consumer:
@@ -67,7 +68,7 @@ def read_topic(bootstrap: KafkaEndpoint, topic: str, timeout: float = 60.0) -> l
             if msg.error():
                 raise KafkaException(msg.error())
             messages.append(Message(msg.topic(), msg.partition(), msg.offset(), msg.key(), msg.value(),
-                                    msg.timestamp()[1]))
+                                    msg.timestamp()[1], tuple(msg.headers() or ())))
             if msg.offset() + 1 >= ends[msg.partition()]:
                 pending.discard(msg.partition())
         return messages

@@ -3,10 +3,11 @@
 The single code path used by the CLI, the Spark UDFs and the benchmark:
 decode → cuts + light curves → batched GP → model input → model.
 
-Output columns (``OUTPUT_COLUMNS``): ``objectId``, ``candid``, ``t2_status`` (``ok``,
-``cut:<reason>`` or ``error:<reason>``), ``t2_class`` (argmax class name), ``t2_probs``
-(class name → probability, summing to 1), ``t2_snia`` (P(SNIa)), ``t2_model``.
-Non-ok rows have null class, probabilities and P(SNIa).
+Output columns (``OUTPUT_COLUMNS``): the alert (``contract.ALERT_COLUMNS``: ``objectId``, ``candid``, and
+the candidate's ``ra``, ``dec`` (deg), ``jd``, ``magpsf`` (AB mag), ``fid`` (1 g, 2 r, 3 i)), then
+``t2_status`` (``ok``, ``cut:<reason>`` or ``error:<reason>``), ``t2_class`` (argmax class name),
+``t2_probs`` (class name → probability, summing to 1), ``t2_snia`` (P(SNIa)), ``t2_model``.
+Non-ok rows have null class, probabilities and P(SNIa); error rows null alert values but the id.
 """
 from __future__ import annotations
 
@@ -25,12 +26,13 @@ except ImportError:  # numba missing: the numpy GP computes the same fits
 from fink_t2.alerts.batch import AlertBatch
 from fink_t2.alerts.decode import decode_payloads
 from fink_t2.config import CutsConf
-from fink_t2.contract import BANDS, CLASS_NAMES, ZTF_WAVELENGTH_A
+from fink_t2.contract import ALERT_COLUMNS, BANDS, CLASS_NAMES, ZTF_WAVELENGTH_A
 from fink_t2.science.lightcurve import LightCurves, build_light_curves, cut_reasons
 from fink_t2.science.model import T2Model, load_model
 from fink_t2.science.model_input import band_wavelengths, build_input, contract_of, model_grid, time_grid
 
-OUTPUT_COLUMNS: tuple[str, ...] = ("objectId", "candid", "t2_status", "t2_class", "t2_probs", "t2_snia", "t2_model")
+T2_COLUMNS: tuple[str, ...] = ("t2_status", "t2_class", "t2_probs", "t2_snia", "t2_model")
+OUTPUT_COLUMNS: tuple[str, ...] = ALERT_COLUMNS + T2_COLUMNS
 STATUS_OK = "ok"
 GP_CHUNK = 1024  # alerts per GP call (bounds the (B, P, P) work arrays)
 
@@ -113,12 +115,21 @@ def to_records(batch: AlertBatch, result: Classified, model_id: str,
     return pd.DataFrame({
         "objectId": batch.object_id,
         "candid": pd.array([c if c >= 0 else None for c in batch.candid.tolist()], dtype="Int64"),
+        **{name: _nullable_floats(getattr(batch, name), n) for name in ("ra", "dec", "jd", "magpsf")},
+        "fid": pd.array([f if f >= 0 else None for f in batch.candidate_fid.tolist()], dtype="Int64"),
         "t2_status": result.status,
         "t2_class": t2_class,
         "t2_probs": t2_probs,
-        "t2_snia": pd.array([None if np.isnan(p) else p for p in t2_snia.tolist()], dtype="Float64"),
+        "t2_snia": _nullable_floats(t2_snia, n),
         "t2_model": model_id,
     }, columns=list(OUTPUT_COLUMNS))
+
+
+def _nullable_floats(values: np.ndarray | None, n: int) -> pd.arrays.FloatingArray:
+    """A batch column as nullable Float64 (NaN, or a column the batch lacks, → <NA>)."""
+    if values is None:
+        return pd.array([None] * n, dtype="Float64")
+    return pd.array([None if np.isnan(v) else v for v in values.tolist()], dtype="Float64")
 
 
 def classify_batch(batch: AlertBatch, model: T2Model | None = None, cuts: CutsConf | None = None) -> pd.DataFrame:

@@ -29,10 +29,11 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import pandas as pd
 
-from fink_t2.config import Config, FilterConf, OutputConf
+from fink_t2.config import Config, ConfigError, FilterConf, OutputConf
 from fink_t2.kafka.broker import MAX_MESSAGE_BYTES, MAX_OUTPUT_BYTES, spark_kafka_jars
 from fink_t2.kafka.producer import DirectProducer
 from fink_t2.kafka.security import refusal_in, spark_kafka_options
@@ -40,15 +41,20 @@ from fink_t2.science.model import LOAD_LOG_ENV
 
 log = logging.getLogger(__name__)
 
-#: Columns the Kafka sink needs from every output row.
-OUTPUT_SCHEMA = "topic string, key binary, value binary"
+#: Columns the Kafka sink needs from every output row (headers: empty but for schemaless enriched alerts).
+OUTPUT_SCHEMA = "topic string, key binary, value binary, headers array<struct<key:string,value:binary>>"
 
 
 # --------------------------------------------------------------------------- Python worker side
 
 
-#: One output message: (topic, key, value).
-Message = tuple[str, bytes, bytes]
+class Message(NamedTuple):
+    """One output message; ``headers`` are (name, value) pairs."""
+
+    topic: str
+    key: bytes
+    value: bytes
+    headers: tuple[tuple[str, bytes], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -88,30 +94,44 @@ def dead_letter(out: OutputConf, source: SourceMessage, reason: str) -> Message:
 
     value = deadletter_message(reason, source.value, source.key, source.topic, source.partition, source.offset,
                                max_bytes=MAX_OUTPUT_BYTES - len(source.position_key))
-    return out.deadletter_topic, source.position_key, value
+    return Message(out.deadletter_topic, source.position_key, value)
 
 
-def route_alert(row: dict, source: SourceMessage, out: OutputConf) -> tuple[str, list[Message]]:
+def enriched_message(value: bytes, row: dict, out: OutputConf, schemas: set) -> tuple[bytes, tuple]:
+    """The enriched value of an alert in ``[output] enriched_format`` and its headers; a schemaless
+    message's schema is added to ``schemas`` (to be published before the message is sent)."""
+    from fink_t2.kafka.messages import enrich_alert, enrich_alert_schemaless
+
+    if out.enriched_format == "container":
+        return enrich_alert(value, row), ()
+    record, schema = enrich_alert_schemaless(value, row)
+    schemas.add(schema)
+    return record, (schema.header,)
+
+
+def route_alert(row: dict, source: SourceMessage, out: OutputConf,
+                schemas: set | None = None) -> tuple[str, list[Message]]:
     """The final status of one classified input message, and its output: enriched alert and score,
     or a dead letter. An alert whose enriched message or score would exceed the broker's limit is
-    dead-lettered."""
-    from fink_t2.kafka.messages import enrich_alert, score_message
+    dead-lettered. ``schemas`` receives the writer schemas of schemaless enriched messages."""
+    from fink_t2.kafka.messages import score_message
 
     status = row["t2_status"]
     if status.startswith("error:"):
         return status, [dead_letter(out, source, status.removeprefix("error:"))]
     try:
-        enriched = enrich_alert(source.value, row)
+        enriched, headers = enriched_message(source.value, row, out, set() if schemas is None else schemas)
     except Exception as exc:  # a valid-looking alert we cannot re-frame: dead-letter it with the reason
         reason = f"enrich: {type(exc).__name__}: {exc}"[:300]
         return f"error:{reason}", [dead_letter(out, source, reason)]
     key = alert_key(row["candid"], source)
     score = score_message(row)
-    largest = len(key) + max(len(enriched), len(score))
+    header_bytes = sum(len(name) + len(value) for name, value in headers)
+    largest = len(key) + max(len(enriched) + header_bytes, len(score))
     if largest > MAX_OUTPUT_BYTES:
         reason = f"output_too_large: {largest} bytes with the t2 fields, limit {MAX_OUTPUT_BYTES}"
         return f"error:{reason}", [dead_letter(out, source, reason)]
-    return status, [(out.enriched_topic, key, enriched), (out.scores_topic, key, score)]
+    return status, [Message(out.enriched_topic, key, enriched, headers), Message(out.scores_topic, key, score)]
 
 
 def status_group(status: str) -> str:
@@ -147,19 +167,25 @@ class TallyParam:
 
 
 def route_batch(frame: pd.DataFrame, config: Config) -> tuple[list[Message], Tally]:
-    """Classify one Arrow batch of Kafka rows: the output messages as (topic, key, value), and the tally.
+    """Classify one Arrow batch of Kafka rows: the output messages (:class:`Message`) and the tally.
 
     ``frame`` has columns key, value, topic, partition, offset. Per alert: one enriched
-    message and one score, or one dead letter.
+    message and one score, or one dead letter. The writer schemas of schemaless enriched
+    messages are published (``Config.schema_dir``) before this returns, so before they are sent.
     """
+    from fink_t2.kafka.schema_files import publish_schema
+
     results = classify_payloads(frame["value"].tolist(), config)
     messages: list[Message] = []
+    schemas: set = set()
     tally = Tally(alerts=len(frame))
     for row, source in zip(results.to_dict("records"), source_messages(frame)):
-        status, routed = route_alert(row, source, config.output)
+        status, routed = route_alert(row, source, config.output, schemas)
         tally.statuses[status_group(status)] += 1
         messages += routed
-    tally.topics.update(topic for topic, _, _ in messages)
+    for schema in schemas:
+        publish_schema(schema, config.schema_dir())
+    tally.topics.update(message.topic for message in messages)
     return messages, tally
 
 
@@ -182,7 +208,9 @@ def classify_payloads(payloads: list[bytes | None], config: Config) -> pd.DataFr
 def _frame(messages: list[Message]) -> pd.DataFrame:
     """The Kafka-sink rows of ``OUTPUT_SCHEMA``; object columns even when empty (an all-dead-letter
     batch in python mode), since Spark's Arrow conversion refuses empty float64 columns."""
-    return pd.DataFrame(messages, columns=["topic", "key", "value"], dtype=object)
+    rows = [(m.topic, m.key, m.value, [{"key": name, "value": value} for name, value in m.headers])
+            for m in messages]
+    return pd.DataFrame(rows, columns=["topic", "key", "value", "headers"], dtype=object)
 
 
 def direct_producer(config: Config) -> DirectProducer:
@@ -208,9 +236,9 @@ def make_partition_function(config: Config, tally=None):
             messages, counts = route_batch(frame, config)
             if direct:
                 _hold_if_asked("before_send")
-                direct_producer(config).send_all([m for m in messages if m[0] in heavy])
+                direct_producer(config).send_all([m for m in messages if m.topic in heavy])
                 _hold_if_asked("after_send")
-                messages = [m for m in messages if m[0] not in heavy]
+                messages = [m for m in messages if m.topic not in heavy]
             if tally is not None:
                 tally.add(counts)
             yield _frame(messages)
@@ -349,8 +377,7 @@ def start_filter_query(spark, config: Config, flt: FilterConf, once: bool):
     from pyspark.sql import functions as F
 
     scores = _read_kafka(spark, config, _exact_pattern(config.output.scores_topic), "earliest", None)
-    schema = "objectId string, candid long, t2_status string, t2_class string, t2_probs map<string,double>, " \
-             "t2_snia double, t2_model string"
+    schema = "t2_status string, t2_probs map<string,double>"  # what the condition reads; the value passes whole
     parsed = scores.select("key", "value", F.from_json(F.col("value").cast("string"), schema).alias("s"))
     selected = parsed.where(filter_condition(flt)).select("key", "value", F.lit(flt.topic).alias("topic"))
     return _write_kafka(selected, config, f"filter-{flt.name}", once)
@@ -427,6 +454,21 @@ def output_topics(config: Config) -> list[str]:
     return [out.enriched_topic, out.scores_topic, out.deadletter_topic, *(f.topic for f in out.filters)]
 
 
+def prepare_schema_dir(config: Config) -> None:
+    """With schemaless enriched alerts, create the folder the workers publish their schemas in, so
+    that an unwritable ``[output] schema_dir`` stops the job at start-up (``ConfigError``)."""
+    if config.output.enriched_format != "schemaless":
+        return
+    folder = config.schema_dir()
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / f".write-test-{os.getpid()}"
+        probe.touch()
+        probe.unlink()
+    except OSError as exc:
+        raise ConfigError(f"[output] schema_dir {folder} is not a writable folder: {exc}") from exc
+
+
 def prepare_broker(config: Config) -> str:
     """Check that the broker answers and create the output topics it lacks; its cluster id."""
     from fink_t2.kafka import broker
@@ -452,6 +494,7 @@ def run(config: Config, once: bool = False, timeout: float | None = None,
     from fink_t2.spark.checkpoint import claim_checkpoint
 
     check_model(config)
+    prepare_schema_dir(config)
     cluster = prepare_broker(config)
     spark = build_spark(config)
     tally = spark.sparkContext.accumulator(Tally(), TallyParam())

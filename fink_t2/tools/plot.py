@@ -1,4 +1,5 @@
-"""``fink-t2 plot``: one alert's light curve, its GP interpolation and its t2 probabilities."""
+"""``fink-t2 plot``: one alert's light curve, its GP interpolation and its t2 probabilities;
+``fink-t2 consume --plot``: what a topic delivered (classes, P(SNIa))."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -87,3 +88,25 @@ def _draw_probabilities(ax, probs, status: str) -> None:
     ax.set_xlim(0, 1.08)
     ax.set_xlabel("t2 probability")
     ax.set_title(f"top class: {CLASS_NAMES[order[-1]]}  (P = {probs[order[-1]]:.2f})", fontsize=10)
+
+
+def plot_consumed(fields: list[dict], out: Path, title: str) -> None:
+    """Write a PNG of consumed alerts (``consume.Consumed.fields``): the number of ok alerts per
+    t2 class (left) and the histogram of P(SNIa) over them (right)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ok = [f for f in fields if f.get("t2_status") == "ok"]
+    counts = [sum(f.get("t2_class") == name for f in ok) for name in CLASS_NAMES]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4), constrained_layout=True)
+    left.barh(CLASS_NAMES, counts, color="#4c72b0")
+    left.set_xlabel("ok alerts (argmax class)")
+    right.hist([f["t2_snia"] for f in ok if f.get("t2_snia") is not None], bins=20, range=(0, 1), color="#dd8452")
+    right.set_xlabel("P(SNIa)")
+    right.set_ylabel("ok alerts")
+    fig.suptitle(f"{title}: {len(fields)} alerts, {len(ok)} classified")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=100)
+    plt.close(fig)

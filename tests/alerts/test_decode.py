@@ -84,6 +84,9 @@ def test_batch_columns_match_the_packet(sample_payloads):
         np.testing.assert_array_equal(batch.hist_jd[sl], [p["jd"] for p in dets])
         np.testing.assert_array_equal(batch.hist_mag[sl], np.array([p["magpsf"] for p in dets], dtype=np.float32))
         np.testing.assert_array_equal(batch.hist_negative[sl], [p["isdiffpos"] in ("f", "0") for p in dets])
+        candidate = record["candidate"]  # the position and photometry the score messages carry
+        assert (batch.ra[i], batch.dec[i], batch.jd[i]) == (candidate["ra"], candidate["dec"], candidate["jd"])
+        assert batch.magpsf[i] == np.float32(candidate["magpsf"]) and batch.candidate_fid[i] == candidate["fid"]
 
 
 def test_bad_payloads_become_error_rows_and_the_rest_survives(sample_payloads):

@@ -102,8 +102,9 @@ def test_enrich_refuses_what_decoding_refuses():
 def test_score_and_deadletter_messages():
     score = json.loads(score_message({"objectId": "ZTF1", "candid": 5, "t2_status": "ok", "t2_class": "SNIa",
                                       "t2_probs": {"SNIa": 1.0}, "t2_snia": 1.0, "t2_model": "m"}))
-    assert score == {"objectId": "ZTF1", "candid": 5, "t2_status": "ok", "t2_class": "SNIa",
-                     "t2_probs": {"SNIa": 1.0}, "t2_snia": 1.0, "t2_model": "m"}
+    assert score == {"objectId": "ZTF1", "candid": 5, "ra": None, "dec": None, "jd": None, "magpsf": None,
+                     "fid": None, "t2_status": "ok", "t2_class": "SNIa", "t2_probs": {"SNIa": 1.0}, "t2_snia": 1.0,
+                     "t2_model": "m"}
     (dead,) = list(fastavro.reader(io.BytesIO(deadletter_message("avro_decode: bad magic", b"xx", b"k", "ztf_1", 0, 7))))
     assert dead["reason"] == "avro_decode: bad magic" and dead["value"] == b"xx" and dead["offset"] == 7
 
@@ -130,3 +131,23 @@ def test_score_has_the_embedding_key_only_when_embeddings_are_on():
     row = {"objectId": "ZTF1", "candid": 5, "t2_status": "cut:bad_quality", "t2_model": "m"}
     assert "t2_embedding" not in json.loads(score_message(row))
     assert json.loads(score_message(row | {"t2_embedding": None}))["t2_embedding"] is None
+
+
+def test_a_score_carries_what_follow_up_needs_without_a_join(classified):
+    """objectId, candid, the candidate's ra, dec, jd, magpsf, fid (as the packet has them) and the
+    t2 fields, for ok and cut alerts; an error row keeps nulls, still valid JSON."""
+    payloads, results = classified
+    statuses = set()
+    for payload, row in zip(payloads, results.to_dict("records")):
+        record = next(fastavro.reader(io.BytesIO(payload)))
+        candidate = record["candidate"]
+        score = json.loads(score_message(row))
+        assert list(score) == ["objectId", "candid", "ra", "dec", "jd", "magpsf", "fid", "t2_status", "t2_class",
+                               "t2_probs", "t2_snia", "t2_model"]
+        assert (score["objectId"], score["candid"]) == (record["objectId"], record["candid"])
+        assert (score["ra"], score["dec"], score["jd"]) == (candidate["ra"], candidate["dec"], candidate["jd"])
+        assert score["magpsf"] == candidate["magpsf"] and score["fid"] == candidate["fid"]
+        statuses.add(score["t2_status"].split(":")[0])
+    assert statuses == {"ok", "cut"}
+    error_row = classify([b"not avro"]).iloc[0].to_dict()
+    assert json.loads(score_message(error_row))["ra"] is None

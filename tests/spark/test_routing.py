@@ -12,17 +12,18 @@ import pyarrow as pa
 import pytest
 from pyspark.sql.pandas.serializers import ArrowStreamPandasUDFSerializer
 from pyspark.sql.pandas.types import to_arrow_type
-from pyspark.sql.types import BinaryType, StringType, StructField, StructType
+from pyspark.sql.types import ArrayType, BinaryType, StringType, StructField, StructType
 
 from fink_t2.config import Config
 from fink_t2.kafka.broker import MAX_MESSAGE_BYTES, MAX_OUTPUT_BYTES
-from fink_t2.spark.stream import Tally, _frame, route_batch, status_group
+from fink_t2.spark.stream import Message, Tally, _frame, route_batch, status_group
 
 from tests.conftest import SAMPLE_ALERTS, rewritten_alert
 
 #: OUTPUT_SCHEMA as a Spark type (parsing the DDL string needs a running session)
+HEADER_TYPE = StructType([StructField("key", StringType()), StructField("value", BinaryType())])
 OUTPUT_TYPE = StructType([StructField("topic", StringType()), StructField("key", BinaryType()),
-                          StructField("value", BinaryType())])
+                          StructField("value", BinaryType()), StructField("headers", ArrayType(HEADER_TYPE))])
 
 
 def to_spark_arrow(frame) -> pa.RecordBatch:
@@ -31,13 +32,17 @@ def to_spark_arrow(frame) -> pa.RecordBatch:
     return serializer._create_batch([(frame, to_arrow_type(OUTPUT_TYPE))])
 
 
-@pytest.mark.parametrize("messages", [[], [("enriched", b"42", b"\x00avro")]], ids=["empty", "one"])
+@pytest.mark.parametrize("messages", [[], [Message("enriched", b"42", b"\x00avro")],
+                                      [Message("enriched", b"42", b"\x00", (("avro.schema.crc64", b"0123"),)),
+                                       Message("scores", b"42", b"{}")]], ids=["empty", "one", "headers"])
 def test_output_frame_converts_to_arrow_even_when_empty(messages):
     # An all-dead-letter batch in python mode returns no row to Spark: the empty frame used to have
     # float64 columns and Spark's conversion raised "Expected Array, got ChunkedArray".
     batch = to_spark_arrow(_frame(messages))
     assert batch.num_rows == len(messages)
-    assert [row["_0"] for row in batch.to_pylist()] == [dict(zip(("topic", "key", "value"), m)) for m in messages]
+    assert [row["_0"] for row in batch.to_pylist()] == [
+        {"topic": m.topic, "key": m.key, "value": m.value,
+         "headers": [{"key": name, "value": value} for name, value in m.headers]} for m in messages]
 
 
 def kafka_rows(values: list[bytes | None], topic: str = "ztf_test_programid1", partition: int = 0) -> pd.DataFrame:
@@ -63,7 +68,7 @@ def test_every_alert_gets_its_own_key_negative_candids_dead_lettered(real_alert)
     frame = kafka_rows(values)
     messages, tally = route_batch(frame, Config())
     out = Config().output
-    scores = [(key, json.loads(value)) for topic, key, value in messages if topic == out.scores_topic]
+    scores = [(key, json.loads(value)) for topic, key, value, _ in messages if topic == out.scores_topic]
     assert [key for key, _ in scores] == [str(positive).encode()] and scores[0][1]["candid"] == positive
     dead = [m for m in messages if m[0] == out.deadletter_topic]
     assert [m[1] for m in dead] == [f"ztf_test_programid1/0/{o}".encode() for o in frame["offset"][1:]]
@@ -158,3 +163,63 @@ def test_an_embedding_rides_in_both_messages_and_counts_in_the_size_limit(sample
     assert [m[0] for m in messages] == [plain.output.deadletter_topic]
     assert dead_record(messages[0])["reason"].startswith("output_too_large: ")
     assert tally.statuses == Counter({"error:output_too_large": 1})
+
+
+def schemaless_config(schema_dir) -> Config:
+    from fink_t2.config import OutputConf
+
+    return Config(output=OutputConf(enriched_format="schemaless", schema_dir=str(schema_dir)))
+
+
+def test_schemaless_batch_publishes_its_schema_and_heads_each_enriched_message(sample_payloads, tmp_path):
+    """Same alerts, both formats: the schemaless enriched messages name the published schema in a
+    header and decode to the container records; scores and dead letters are the same."""
+    from fink_t2.kafka.messages import SCHEMA_FINGERPRINT_HEADER
+    from fink_t2.kafka.schema_files import fingerprint_of, published_schema, read_schemaless
+
+    frame = kafka_rows(sample_payloads[:5] + [b"not avro"])
+    container, container_tally = route_batch(frame, Config())
+    schemaless, schemaless_tally = route_batch(frame, schemaless_config(tmp_path / "schemas"))
+    assert container_tally == schemaless_tally
+    enriched_topic = Config().output.enriched_topic
+    pairs = [(c, s) for c, s in zip(container, schemaless) if c.topic == enriched_topic]
+    assert len(pairs) == 5 and [c.topic for c in container] == [s.topic for s in schemaless]
+    for c, s in pairs:
+        assert c.headers == () and [name for name, _ in s.headers] == [SCHEMA_FINGERPRINT_HEADER]
+        schema = published_schema(tmp_path / "schemas", fingerprint_of(s.headers))
+        assert read_schemaless(s.value, schema) == next(fastavro.reader(io.BytesIO(c.value)))
+        assert c.key == s.key and len(s.value) < len(c.value) - 20_000
+    scores = [(c, s) for c, s in zip(container, schemaless) if c.topic == Config().output.scores_topic]
+    assert len(scores) == 5 and all(c == s for c, s in scores)  # the scores do not change
+    (dead_c, dead_s), = [(c, s) for c, s in zip(container, schemaless) if c.topic == Config().output.deadletter_topic]
+    assert dead_record(dead_c) == dead_record(dead_s) and dead_c.key == dead_s.key  # nor the dead letter
+
+
+def test_the_size_limit_counts_the_schemaless_message_and_its_header(real_alert, monkeypatch, tmp_path):
+    """The schemaless message of an alert is ~23 kB smaller: a limit between the two sizes dead-letters
+    only the container one; at exactly key + value + header bytes the schemaless one still passes."""
+    from fink_t2.spark import stream
+
+    config = schemaless_config(tmp_path)
+    (message, _), _ = route_batch(kafka_rows([real_alert]), config)
+    exact = len(message.key) + len(message.value) + sum(len(n) + len(v) for n, v in message.headers)
+    monkeypatch.setattr(stream, "MAX_OUTPUT_BYTES", exact)
+    assert [m.topic for m in route_batch(kafka_rows([real_alert]), config)[0]] == [
+        Config().output.enriched_topic, Config().output.scores_topic]
+    assert [m.topic for m in route_batch(kafka_rows([real_alert]), Config())[0]] == [Config().output.deadletter_topic]
+    monkeypatch.setattr(stream, "MAX_OUTPUT_BYTES", exact - 1)
+    (dead,), tally = route_batch(kafka_rows([real_alert]), config)
+    assert dead.topic == Config().output.deadletter_topic and tally.statuses == Counter({"error:output_too_large": 1})
+    assert dead_record(dead)["reason"].startswith(f"output_too_large: {exact} bytes")
+
+
+def test_an_unwritable_schema_dir_stops_the_job_at_start_up(tmp_path):
+    from fink_t2.config import ConfigError
+    from fink_t2.spark.stream import prepare_schema_dir
+
+    prepare_schema_dir(schemaless_config(tmp_path / "a" / "schemas"))
+    assert (tmp_path / "a" / "schemas").is_dir() and not list((tmp_path / "a" / "schemas").iterdir())
+    (tmp_path / "file").write_text("")
+    with pytest.raises(ConfigError, match=r"schema_dir .*/file/schemas is not a writable folder"):
+        prepare_schema_dir(schemaless_config(tmp_path / "file" / "schemas"))
+    prepare_schema_dir(Config())  # container format: nothing to prepare

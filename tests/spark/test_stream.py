@@ -37,14 +37,18 @@ SAMPLE_COUNT = 139  # alerts in data/alerts (see data/alerts/README.md)
 
 def write_conf(tmp_path: Path, bootstrap: str, max_offsets: int = 5000, trigger: float = 1.0,
                large_messages: str = "python", outage: str = "wait",
-               delivery_timeout: float = 120.0) -> tuple[Path, dict]:
-    """A config with unique topic names for one test; returns (path, names)."""
+               delivery_timeout: float = 120.0, enriched_format: str = "container",
+               input_tag: str | None = None) -> tuple[Path, dict]:
+    """A config with unique topic names for one test (the input topic of ``input_tag`` if given),
+    in its own folder ``tmp_path/<tag>`` (config, checkpoints, schemas); returns (path, names)."""
     tag = uuid.uuid4().hex[:8]
     names = {
-        "input": f"ztf_{tag}_programid1", "pattern": f"ztf_{tag}_.*",
+        "tag": tag, "input": f"ztf_{input_tag or tag}_programid1", "pattern": f"ztf_{input_tag or tag}_.*",
         "enriched": f"enriched_{tag}", "scores": f"scores_{tag}", "dead": f"dead_{tag}", "snia": f"snia_{tag}",
-        "any": f"any_{tag}",
+        "any": f"any_{tag}", "schemas": str(tmp_path / tag / "schemas"),
     }
+    tmp_path = tmp_path / tag
+    tmp_path.mkdir(parents=True)
     conf = tmp_path / "job.toml"
     conf.write_text(f"""
 [kafka]
@@ -59,6 +63,8 @@ enriched_topic = "{names['enriched']}"
 scores_topic = "{names['scores']}"
 deadletter_topic = "{names['dead']}"
 large_messages = "{large_messages}"
+enriched_format = "{enriched_format}"
+schema_dir = "{names['schemas']}"
 on_broker_outage = "{outage}"
 delivery_timeout_seconds = {delivery_timeout}
 [[output.filters]]
@@ -153,6 +159,60 @@ def test_every_alert_lands_once_and_poison_goes_to_deadletter(kafka_broker, tmp_
     assert 0 < len(snia) < len(ok)  # the SN Ia filter selects
     pids = [line.split()[0] for line in load_log.read_text().splitlines()]
     assert pids and len(pids) == len(set(pids))  # one model load per Python worker process
+
+
+def same_values(a, b) -> bool:
+    """Equal decoded Avro values, NaN equal to NaN (Fink's lc_features hold NaN)."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(same_values(a[k], b[k]) for k in a)
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(map(same_values, a, b))
+    if isinstance(a, float) and isinstance(b, float) and a != a and b != b:
+        return True
+    return type(a) is type(b) and a == b
+
+
+@pytest.mark.parametrize("large_messages", ["python", "spark"])
+def test_schemaless_topic_read_with_the_published_avsc_equals_the_container_topic(kafka_broker, tmp_path,
+                                                                                  large_messages):
+    """The same input through a container job and a schemaless one (workers' producer, or Spark's
+    sink carrying the header): a consumer holding only the published .avsc files reads records equal
+    to the container ones, key by key; scores and dead letters are the same; every value is smaller."""
+    from fink_t2.alerts.container import single_record
+    from fink_t2.kafka.messages import enriched_schema
+    from fink_t2.kafka.schema_files import fingerprint_of, published_schema, read_schemaless
+
+    container_conf, names = write_conf(tmp_path, kafka_broker)
+    schemaless_conf, names2 = write_conf(tmp_path, kafka_broker, large_messages=large_messages,
+                                         enriched_format="schemaless", input_tag=names["tag"])
+    broker.create_topic(kafka_broker, names["input"], partitions=2)
+    assert replay([SAMPLE_ALERTS], names["input"], bootstrap=kafka_broker).delivered == SAMPLE_COUNT
+    valid = next((SAMPLE_ALERTS / "fink-broker_basic_alerts_local_20200101").glob("*.avro")).read_bytes()
+    produce(kafka_broker, names["input"], poison_messages(valid))
+    run_stream(container_conf)
+    run_stream(schemaless_conf)
+
+    container = {m.key: m for m in read_topic(kafka_broker, names["enriched"])}
+    schemaless = {m.key: m for m in read_topic(kafka_broker, names2["enriched"])}
+    assert len(container) == SAMPLE_COUNT and set(schemaless) == set(container)
+    published = {p.name for p in Path(names2["schemas"]).iterdir()}
+    writer_schemas = {single_record(m.value)[0].schema_json for m in read_topic(kafka_broker, names["input"])
+                      if not m.key.startswith(b"p-")}
+    assert published == {enriched_schema(w).file_name for w in writer_schemas}  # one file per writer schema
+    assert {fingerprint_of(list(m.headers)) + ".avsc" for m in schemaless.values()} == published
+    for key, message in schemaless.items():
+        fingerprint = fingerprint_of(list(message.headers))
+        record = read_schemaless(message.value, published_schema(Path(names2["schemas"]), fingerprint))
+        assert same_values(record, next(fastavro.reader(io.BytesIO(container[key].value)))), key
+        assert len(message.value) < len(container[key].value)
+    assert sorted(m.value for m in read_topic(kafka_broker, names["scores"])) == sorted(
+        m.value for m in read_topic(kafka_broker, names2["scores"]))
+    dead = [{k: v for k, v in next(fastavro.reader(io.BytesIO(m.value))).items()}
+            for name in (names["dead"], names2["dead"]) for m in read_topic(kafka_broker, name)]
+    assert len(dead) == 2 * len(poison_messages(valid))
+    assert sorted(map(repr, dead[:len(dead) // 2])) == sorted(map(repr, dead[len(dead) // 2:]))
+    assert sorted(m.value for m in read_topic(kafka_broker, names["snia"])) == sorted(
+        m.value for m in read_topic(kafka_broker, names2["snia"]))
 
 
 def wait_for(predicate, timeout: float, what: str) -> None:

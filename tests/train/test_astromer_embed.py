@@ -107,3 +107,21 @@ def test_bad_objects_get_reasons_and_the_rest_goes_on(tiny, tmp_path):
 def test_missing_shipped_encoder_is_a_clear_error(tmp_path, capsys):
     assert main(["embed", str(ALERTS), "--out", str(tmp_path / "x.parquet")]) == 2
     assert "pass --encoder" in capsys.readouterr().err
+
+
+def test_truncated_archive_embeds_what_it_holds_and_exits_1(tiny, tmp_path, capsys):
+    from tests.conftest import truncated_archive
+
+    archive, readable = truncated_archive(tmp_path, keep=0.6)
+    out = tmp_path / "cut.parquet"
+    assert main(["embed", str(archive), "--out", str(out), "--encoder", str(tiny)]) == 1
+    table = pq.read_table(out).to_pandas()
+    assert table["candid"].tolist()[:-1] == [int(f.stem) for f in readable]
+    assert table["status"].iloc[-1].startswith(f"error:archive_incomplete: {archive}")
+    assert "incomplete input" in capsys.readouterr().err
+
+
+def test_a_band_the_two_band_encoder_does_not_know_is_refused(tiny, tmp_path, capsys):
+    """Was: rows of band 'R' silently given the g index."""
+    assert main(["embed", str(ALERTS), "--out", str(tmp_path / "x.parquet"), "--encoder", str(tiny), "--band", "R"]) == 2
+    assert "knows bands ['g', 'r']" in capsys.readouterr().err

@@ -1,0 +1,137 @@
+"""``fink-t2 consume``: read an output topic as a follow-up consumer would, one line per alert.
+
+Every output format of the job is recognised from the message itself: an Avro object container
+(enriched alerts in ``container`` format, dead letters), a schemaless enriched record (its header
+``messages.SCHEMA_FINGERPRINT_HEADER`` names ``<schema dir>/<fingerprint>.avsc``), or a JSON score
+(scores and filter topics). A message that is none of these is reported as such, never a crash.
+The consumer joins a group of its own (nothing is committed) and starts at the earliest offset.
+"""
+from __future__ import annotations
+
+import io
+import json
+import math
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import fastavro
+import fastavro.schema
+from confluent_kafka import Consumer, KafkaException
+
+from fink_t2.alerts.container import MAGIC
+from fink_t2.contract import ALERT_COLUMNS
+from fink_t2.kafka.broker import MAX_MESSAGE_BYTES, is_loopback_bootstrap
+from fink_t2.kafka.schema_files import SchemaFileError, fingerprint_of, published_schema, read_schemaless
+from fink_t2.kafka.security import KafkaEndpoint, as_kafka_conf, client_config
+
+#: What decoding a message that is not what it claims can raise (fastavro's errors on bad bytes or
+#: a bad embedded schema, json's, and ours): reported as an ``undecodable`` line.
+_DECODE_ERRORS = (ValueError, EOFError, StopIteration, IndexError, KeyError, TypeError,
+                  fastavro.schema.SchemaParseException, SchemaFileError)
+
+#: Seconds without a new message after which ``consume`` stops (the end of the topic, for a finished job).
+DEFAULT_IDLE_SECONDS = 10.0
+
+
+class RemoteBrokerRefused(ValueError):
+    """``consume`` is loopback-only unless told otherwise."""
+
+
+@dataclass(frozen=True)
+class Consumed:
+    """One decoded message: its kind (``enriched``, ``score``, ``deadletter``, ``undecodable``) and
+    the alert columns + t2 fields it carries (``reason`` for dead letters and undecodable ones)."""
+
+    kind: str
+    key: bytes | None
+    fields: dict[str, Any]
+
+    def line(self) -> str:
+        """One line: kind, key, objectId, candid, ra, dec, jd, magpsf, fid, status, class, P(class), P(SNIa)."""
+        f = self.fields
+        if self.kind in ("deadletter", "undecodable"):
+            return f"{self.kind:<11} key={_text(self.key)} reason={f.get('reason')}"
+        probs = f.get("t2_probs") or {}
+        best = probs.get(f.get("t2_class")) if f.get("t2_class") else None
+        return (f"{self.kind:<11} {f.get('objectId')} {f.get('candid')} ra={_num(f.get('ra'), 6)} "
+                f"dec={_num(f.get('dec'), 6)} jd={_num(f.get('jd'), 5)} mag={_num(f.get('magpsf'), 3)} "
+                f"fid={f.get('fid')} {f.get('t2_status')} {f.get('t2_class') or '-'} "
+                f"P={_num(best, 3)} P(SNIa)={_num(f.get('t2_snia'), 3)}")
+
+
+def decode_message(value: bytes | None, headers: list[tuple[str, bytes]] | None = None,
+                   key: bytes | None = None, schema_dir: Path | None = None) -> Consumed:
+    """What one output message holds, whatever its format (see the module docstring)."""
+    try:
+        if value and value.startswith(MAGIC):
+            return _from_record(next(iter(fastavro.reader(io.BytesIO(value)))), key)
+        fingerprint = fingerprint_of(headers)
+        if fingerprint is not None:
+            if schema_dir is None:
+                raise SchemaFileError(f"schemaless message (schema {fingerprint}): give --schema-dir")
+            return _from_record(read_schemaless(value or b"", published_schema(schema_dir, fingerprint)), key)
+        if value and value.lstrip().startswith(b"{"):
+            return Consumed("score", key, json.loads(value))
+        raise ValueError("neither an Avro container, a schemaless record with its header, nor a JSON score")
+    except _DECODE_ERRORS as exc:
+        return Consumed("undecodable", key, {"reason": f"{type(exc).__name__}: {exc}"})
+
+
+def _from_record(record: dict, key: bytes | None) -> Consumed:
+    if "reason" in record and "t2_status" not in record:
+        return Consumed("deadletter", key, {"reason": record["reason"]})
+    candidate = record.get("candidate") or {}
+    fields = {name: record.get(name, candidate.get(name)) for name in ALERT_COLUMNS}
+    fields |= {name: record.get(name) for name in ("t2_status", "t2_class", "t2_probs", "t2_snia", "t2_model")}
+    return Consumed("enriched", key, fields)
+
+
+def consumer_for(endpoint: KafkaEndpoint, topic: str) -> Consumer:
+    """A consumer of ``topic`` in a group of its own, from the earliest offset, committing nothing."""
+    consumer = Consumer(client_config(endpoint, **{
+        "group.id": f"fink-t2-consume-{uuid.uuid4().hex}", "auto.offset.reset": "earliest",
+        "enable.auto.commit": False, "fetch.max.bytes": 4 * MAX_MESSAGE_BYTES,
+        "max.partition.fetch.bytes": MAX_MESSAGE_BYTES, "log_level": 3,
+    }))
+    consumer.subscribe([topic])
+    return consumer
+
+
+def consume(endpoint: KafkaEndpoint, topic: str, max_messages: int | None = None,
+            idle_seconds: float = DEFAULT_IDLE_SECONDS, schema_dir: Path | None = None,
+            allow_remote_broker: bool = False) -> Iterator[Consumed]:
+    """The decoded messages of ``topic``, until ``max_messages`` or ``idle_seconds`` without one.
+
+    Refuses a broker off loopback unless ``allow_remote_broker``."""
+    bootstrap = as_kafka_conf(endpoint).bootstrap_servers
+    if not allow_remote_broker and not is_loopback_bootstrap(bootstrap):
+        raise RemoteBrokerRefused(f"{bootstrap} is not on loopback: pass --allow-remote-broker to read from it")
+    consumer = consumer_for(endpoint, topic)
+    try:
+        count, last = 0, time.monotonic()
+        while max_messages is None or count < max_messages:
+            msg = consumer.poll(min(1.0, idle_seconds))
+            if msg is None:
+                if time.monotonic() - last >= idle_seconds:
+                    return
+                continue
+            if msg.error():
+                raise KafkaException(msg.error())
+            count, last = count + 1, time.monotonic()
+            yield decode_message(msg.value(), msg.headers(), msg.key(), schema_dir)
+    finally:
+        consumer.close()
+
+
+def _num(value: Any, digits: int) -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "-"
+    return f"{value:.{digits}f}"
+
+
+def _text(key: bytes | None) -> str:
+    return "-" if key is None else key.decode("utf-8", errors="replace")
