@@ -120,8 +120,8 @@ def test_schema_prints_the_avsc_the_job_publishes_for_that_version(capsys, tmp_p
     assert capsys.readouterr().out == schema.fingerprint + "\n"
     assert main(["schema"]) == 0
     latest = json.loads(capsys.readouterr().out)
-    assert latest["version"] == "4.02" and [f["name"] for f in latest["fields"]][-6:] == [
-        "t2_schema_version", "t2_status", "t2_class", "t2_probs", "t2_snia", "t2_model"]
+    assert latest["version"] == "4.02" and [f["name"] for f in latest["fields"]][-7:] == [
+        "t2_schema_version", "t2_status", "t2_class", "t2_probs", "t2_snia", "t2_model", "t2_embedding"]
     assert "fp_hists" in {f["name"] for f in latest["fields"]}
     with pytest.raises(SystemExit):
         main(["schema", "--ztf-version", "9.9"])
