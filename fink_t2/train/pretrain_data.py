@@ -271,3 +271,73 @@ def describe(corpus: Corpus) -> str:
     lines.append(f"  total {len(corpus)} light curves, {int(corpus.n_points.sum())} points; "
                  f"validation hold-out {int(held.sum())} objects")
     return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------------------------
+# Windows and masking (numpy, seeded)
+# ----------------------------------------------------------------------------------------------
+
+#: ASTROMER masking (notes §2): this fraction of a window's points is probed (enters the loss) ...
+PROBE_FRACTION = 0.5
+#: ... of which this fraction stays unchanged ...
+SAME_FRACTION = 0.2
+#: ... and this fraction of the rest gets a random magnitude of the same window; the others are masked.
+RANDOM_FRACTION = 0.2
+
+
+def random_windows(n_points: np.ndarray, max_obs: int, rng: np.random.Generator) -> np.ndarray:
+    """Start of one random contiguous window of ``max_obs`` points per curve (0 when it is shorter)."""
+    room = np.maximum(np.asarray(n_points) - max_obs, 0)
+    return np.floor(rng.random(len(room)) * (room + 1)).astype(np.int64)
+
+
+@dataclass
+class Masks:
+    """Per (n, L) position: ``probed`` enters the loss; of those, ``masked`` are hidden behind the mask
+    token, ``randomised`` carry another magnitude of the same window, the rest are unchanged."""
+
+    probed: np.ndarray  # bool
+    masked: np.ndarray  # bool
+    randomised: np.ndarray  # bool
+    random_mags: np.ndarray  # float32, the replacement magnitude where randomised (else 0)
+
+
+def mask_counts(n_valid: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(probed, unchanged, randomised) counts per window of ``n_valid`` points: ⌊0.5 n⌋, ⌈0.2 p⌉, ⌈0.2 (p − u)⌉."""
+    n_valid = np.asarray(n_valid, dtype=np.int64)
+    probed = np.floor(PROBE_FRACTION * n_valid + 1e-9).astype(np.int64)
+    same = np.ceil(SAME_FRACTION * probed - 1e-9).astype(np.int64)
+    randomised = np.ceil(RANDOM_FRACTION * (probed - same) - 1e-9).astype(np.int64)
+    return probed, same, randomised
+
+
+def make_masks(mags: np.ndarray, valid: np.ndarray, rng: np.random.Generator) -> Masks:
+    """The BERT-like masks of notes §2 for (n, L) windows, drawn with ``rng`` (a full window of 200:
+    100 probed = 20 unchanged + 16 random + 64 masked)."""
+    valid = np.asarray(valid, dtype=bool)
+    n, length = valid.shape
+    probed_n, same_n, random_n = mask_counts(valid.sum(axis=1))
+    keys = np.where(valid, rng.random((n, length)), np.inf)
+    rank = np.empty((n, length), dtype=np.int64)
+    rank[np.arange(n)[:, None], np.argsort(keys, axis=1, kind="stable")] = np.arange(length)
+    probed = valid & (rank < probed_n[:, None])
+    randomised = probed & (rank >= same_n[:, None]) & (rank < (same_n + random_n)[:, None])
+    masked = probed & (rank >= (same_n + random_n)[:, None])
+    # replacement: the magnitude of a uniformly drawn valid point of the same window
+    valid_order = np.argsort(~valid, axis=1, kind="stable")
+    pick = np.minimum((rng.random((n, length)) * valid.sum(axis=1, keepdims=True)).astype(np.int64), length - 1)
+    donor = np.take_along_axis(valid_order, pick, axis=1)
+    random_mags = np.where(randomised, np.take_along_axis(np.asarray(mags, dtype=np.float32), donor, axis=1), 0)
+    return Masks(probed, masked, randomised, random_mags.astype(np.float32))
+
+
+def probed_rmse(predicted: np.ndarray, target: np.ndarray, probed: np.ndarray) -> float:
+    """ASTROMER's loss (notes §2): sqrt(mean over windows of Σ probed (p − t)² / Σ probed), mag.
+
+    Windows without a probed point are left out of the mean.
+    """
+    probed = np.asarray(probed, dtype=np.float64)
+    per_window = (probed * (np.asarray(predicted, np.float64) - np.asarray(target, np.float64)) ** 2).sum(axis=1)
+    counts = probed.sum(axis=1)
+    has = counts > 0
+    return float(np.sqrt(np.mean(per_window[has] / counts[has])))
