@@ -18,6 +18,7 @@ $(VENV)/.installed: setup.py
 include mk/jvm.mk
 include mk/train.mk
 include mk/fink.mk
+include mk/pretrain.mk
 
 # the training stack (TensorFlow) is only needed by the tests and `make train`, not by the stream
 $(VENV)/.train-installed: $(VENV)/.installed mk/train.mk

@@ -11,6 +11,8 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
+
 from fink_t2.train import data
 from fink_t2.contract import INPUT_CONTRACTS
 from fink_t2.train.fit import LEARNING_RATE, LOSSES, TrainConfig
@@ -240,6 +242,7 @@ def add_train_parsers(subparsers) -> None:
     p.add_argument("--no-baseline", action="store_true", help="skip the feature baseline")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(handler=cmd_evaluate)
+    add_pretrain_parser(subparsers)
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -314,3 +317,38 @@ def add_report_parser(subparsers) -> None:
     p.add_argument("--ship-id", default="fink-t2-ztf-w2")
     p.add_argument("--published", help="evaluate JSON of the published model (recorded in the shipped metadata)")
     p.set_defaults(handler=cmd_science_report)
+
+
+def cmd_pretrain(args: argparse.Namespace) -> int:
+    """Masked-magnitude pretraining of the two-band encoder (``fink_t2.train.pretrain``)."""
+    from fink_t2.train import pretrain, pretrain_data
+
+    corpus = pretrain_data.load_corpus(Path(args.corpus_cache), rebuild=args.rebuild_corpus)
+    print("pretraining corpus (g/r light curves):\n" + pretrain_data.describe(corpus), flush=True)
+    if args.max_curves is not None and args.max_curves < len(corpus):
+        corpus = corpus.subset(np.sort(np.random.default_rng(0).choice(len(corpus), args.max_curves, replace=False)))
+        print(f"using a seeded subset of {len(corpus)} light curves")
+    cfg = pretrain.with_overrides(pretrain.CONFIGS[args.config], args.epochs, args.max_minutes)
+    state = pretrain.pretrain(corpus, cfg, Path(args.out), resume=args.resume, progress=_progress_enabled(args),
+                              provenance={"command": pretrain.command_line(), "config_name": args.config})
+    print(f"best hold-out RMSE {state['best_val_rmse']:.4f} mag at epoch {state['best_epoch']} "
+          f"(predict-the-window-mean baseline {state['baseline_val_rmse']:.4f}); {state['stopped']}")
+    return 0
+
+
+def add_pretrain_parser(subparsers) -> None:
+    """``pretrain``: the two-band ASTROMER encoder by masked reconstruction."""
+    from fink_t2.train import pretrain_data
+    from fink_t2.train.pretrain import CONFIGS
+
+    p = subparsers.add_parser("pretrain", help="pretrain the two-band ASTROMER encoder (masked magnitudes)")
+    p.add_argument("--config", choices=sorted(CONFIGS), default="stream", help="encoder size and schedule")
+    p.add_argument("--out", required=True, help="output folder (checkpoints, best weights, log, loss curves)")
+    p.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --out")
+    p.add_argument("--epochs", type=int, help="epoch cap (default: the config's)")
+    p.add_argument("--max-minutes", type=float, help="stop after the epoch passing this wall time")
+    p.add_argument("--max-curves", type=int, help="a seeded subset of the corpus (quick runs)")
+    p.add_argument("--corpus-cache", default=str(pretrain_data.CACHE_FILE), help="npz cache of the corpus")
+    p.add_argument("--rebuild-corpus", action="store_true", help="rebuild the corpus cache from the data")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(handler=cmd_pretrain)
