@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from fink_t2.astromer import inputs
+from fink_t2.contract import ASTROMER_TWOBAND_MAX_OBS
 from fink_t2.train import pretrain_data, tf_setup
 from fink_t2.train.pretrain_data import Corpus, Masks
 
@@ -59,7 +60,8 @@ CONFIGS: dict[str, PretrainConfig] = {
     "tiny": PretrainConfig(d_model=16, layers=1, heads=2, dff=32, max_obs=32, dropout=0.0, pe_base=1000.0,
                            batch_size=32, epochs=4, patience=4, warmup_steps=40),
     # the shipped encoder (sized for the stream: see README)
-    "stream": PretrainConfig(d_model=32, layers=2, heads=4, dff=64, max_obs=64, dropout=0.1, pe_base=1000.0,
+    "stream": PretrainConfig(d_model=32, layers=2, heads=4, dff=64, max_obs=ASTROMER_TWOBAND_MAX_OBS, dropout=0.1,
+                             pe_base=1000.0,
                              batch_size=64, epochs=400, patience=20, warmup_steps=1500, max_minutes=45.0),
 }
 
@@ -98,17 +100,10 @@ def window_light_curves(corpus: Corpus, idx: np.ndarray, starts: np.ndarray, max
     for i, start in zip(idx, starts):
         lo = corpus.offsets[i] + start
         hi = min(lo + max_obs, corpus.offsets[i + 1])
-        band_names = np.asarray(inputs_band_names())[corpus.band[lo:hi]]
-        curves.append(inputs.LightCurve(object_id=str(corpus.object_id[i]), mjd=corpus.mjd[lo:hi], band=band_names,
-                                        mag=corpus.mag[lo:hi].astype(np.float64),
+        curves.append(inputs.LightCurve(object_id=str(corpus.object_id[i]), mjd=corpus.mjd[lo:hi],
+                                        band=corpus.band[lo:hi], mag=corpus.mag[lo:hi].astype(np.float64),
                                         magerr=corpus.magerr[lo:hi].astype(np.float64)))
     return curves
-
-
-def inputs_band_names() -> tuple[str, ...]:
-    from fink_t2.contract import BANDS
-
-    return BANDS
 
 
 def masked_batch(corpus: Corpus, idx: np.ndarray, max_obs: int, rng: np.random.Generator) -> MaskedBatch:
@@ -117,7 +112,7 @@ def masked_batch(corpus: Corpus, idx: np.ndarray, max_obs: int, rng: np.random.G
     batch = inputs.batch_twoband(window_light_curves(corpus, idx, starts, max_obs), max_obs=max_obs)
     masks: Masks = pretrain_data.make_masks(batch.mags, batch.valid, rng)
     mags_in = np.where(masks.randomised, masks.random_mags, batch.mags).astype(np.float32)
-    features = {"times": batch.times.astype(np.float32), "mags": mags_in, "bands": batch.bands,
+    features = {"times": batch.times.astype(np.float32), "mags": mags_in, "bands": batch.bands.astype(np.int32),
                 "valid": batch.valid, "probe_mask": masks.masked}
     return MaskedBatch(features, batch.mags.astype(np.float32), masks.probed)
 

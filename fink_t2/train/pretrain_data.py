@@ -32,7 +32,7 @@ import pandas as pd
 
 from fink_t2.alerts.batch import records_to_batch
 from fink_t2.alerts.sources import iter_records
-from fink_t2.contract import BANDS, ZERO_POINT, ZTF_FID_TO_BAND
+from fink_t2.contract import ASTROMER_BAND_INDEX, ZERO_POINT, ZTF_FID_TO_ASTROMER_BAND
 from fink_t2.train import data
 
 log = logging.getLogger(__name__)
@@ -54,8 +54,6 @@ HOLDOUT_SEED = 20260
 HOLDOUT_FRACTION = 0.05
 #: 2.5 / ln 10: σ_m = MAG_PER_RELATIVE_FLUX · σ_F / F.
 MAG_PER_RELATIVE_FLUX = 2.5 / np.log(10.0)
-#: ZTF fid → band index into ``contract.BANDS`` (g = 0, r = 1).
-FID_TO_BAND: dict[int, int] = {fid: BANDS.index(name) for fid, name in ZTF_FID_TO_BAND.items() if name in BANDS}
 CORPUS_VERSION = 1
 
 
@@ -63,7 +61,7 @@ CORPUS_VERSION = 1
 class Corpus:
     """Ragged light curves: points of curve ``i`` are ``[offsets[i]:offsets[i+1]]``, time ascending.
 
-    ``mjd`` days, ``band`` index into ``contract.BANDS``, ``mag``/``magerr`` AB magnitudes.
+    ``mjd`` days, ``band`` encoder band index (``contract.ASTROMER_BAND_INDEX``), ``mag``/``magerr`` AB magnitudes.
     """
 
     object_id: np.ndarray  # (n,) str
@@ -147,9 +145,9 @@ def read_alerce_mags(directory: Path = ALERCE_DIR) -> pd.DataFrame:
     """ALeRCE 30 SNe detections with a positive subtraction (``magpsf``, ``sigmapsf``)."""
     det = pd.read_csv(directory / "30_sne_detections_corr.csv",
                       usecols=["objectId", "mjd", "fid", "magpsf", "sigmapsf", "isdiffpos"])
-    ok = det["fid"].isin(list(FID_TO_BAND)) & _positive_subtraction(det["isdiffpos"])
+    ok = det["fid"].isin(list(ZTF_FID_TO_ASTROMER_BAND)) & _positive_subtraction(det["isdiffpos"])
     det = det[ok]
-    return _table(det["objectId"], det["mjd"], det["fid"].map(FID_TO_BAND), det["magpsf"], det["sigmapsf"],
+    return _table(det["objectId"], det["mjd"], det["fid"].map(ZTF_FID_TO_ASTROMER_BAND), det["magpsf"], det["sigmapsf"],
                   "ztf_alerce")
 
 
@@ -162,7 +160,7 @@ def read_forced_mags(directory: Path = FORCED_DIR) -> pd.DataFrame:
     tables = []
     for path in sorted((directory / "light_curves").glob("*.csv")):
         lc = pd.read_csv(path, comment="#", usecols=["obsmjd", "filter", "magzp", "ampl_corr", "ampl_err_corr"])
-        band = lc["filter"].str.replace(" ", "_").map({"ZTF_g": 0, "ZTF_r": 1})
+        band = lc["filter"].str.replace(" ", "_").str.removeprefix("ZTF_").map(ASTROMER_BAND_INDEX)
         lc = lc[band.notna()]
         mag, magerr, kept = flux_to_mag(lc["ampl_corr"].to_numpy(), lc["ampl_err_corr"].to_numpy(),
                                         lc["magzp"].to_numpy())
@@ -188,9 +186,9 @@ def read_alert_history_mags(directories=ALERT_DIRS) -> pd.DataFrame:
         if batch.error[i] is not None or oid is None:
             continue
         s = slice(batch.offsets[i], batch.offsets[i + 1])
-        ok = np.isin(batch.hist_fid[s], list(FID_TO_BAND)) & ~batch.hist_negative[s]
+        ok = np.isin(batch.hist_fid[s], list(ZTF_FID_TO_ASTROMER_BAND)) & ~batch.hist_negative[s]
         ok &= np.isfinite(batch.hist_mag[s]) & np.isfinite(batch.hist_magerr[s])
-        band = np.array([FID_TO_BAND.get(int(f), 0) for f in batch.hist_fid[s][ok]], dtype=np.int8)
+        band = np.array([ZTF_FID_TO_ASTROMER_BAND.get(int(f), 0) for f in batch.hist_fid[s][ok]], dtype=np.int8)
         tables.append(_table([oid] * int(ok.sum()), batch.hist_jd[s][ok] - data.MJD_TO_JD, band,
                              batch.hist_mag[s][ok], batch.hist_magerr[s][ok], f"ztf_alerts:{i}"))
     frame = pd.concat(tables, ignore_index=True)
