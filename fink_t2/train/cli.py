@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from fink_t2.train import data
-from fink_t2.contract import INPUT_CONTRACTS
+from fink_t2.contract import ASTROMER_SHIPPED_ENCODER_ID, INPUT_CONTRACTS
 from fink_t2.train.fit import LEARNING_RATE, LOSSES, TrainConfig
 
 
@@ -329,10 +329,22 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
         corpus = corpus.subset(np.sort(np.random.default_rng(0).choice(len(corpus), args.max_curves, replace=False)))
         print(f"using a seeded subset of {len(corpus)} light curves")
     cfg = pretrain.with_overrides(pretrain.CONFIGS[args.config], args.epochs, args.max_minutes)
+    if args.export_only:
+        return _ship_pretrained(args, cfg)
     state = pretrain.pretrain(corpus, cfg, Path(args.out), resume=args.resume, progress=_progress_enabled(args),
                               provenance={"command": pretrain.command_line(), "config_name": args.config})
     print(f"best hold-out RMSE {state['best_val_rmse']:.4f} mag at epoch {state['best_epoch']} "
           f"(predict-the-window-mean baseline {state['baseline_val_rmse']:.4f}); {state['stopped']}")
+    return _ship_pretrained(args, cfg) if args.ship else 0
+
+
+def _ship_pretrained(args: argparse.Namespace, cfg) -> int:
+    from fink_t2.train import pretrain
+
+    if not args.ship:
+        raise ValueError("--export-only needs --ship DIR")
+    path = pretrain.ship(Path(args.out), cfg, Path(args.ship), args.ship_id, args.command or pretrain.command_line())
+    print(f"shipped {path} (+ .json)")
     return 0
 
 
@@ -350,5 +362,9 @@ def add_pretrain_parser(subparsers) -> None:
     p.add_argument("--max-curves", type=int, help="a seeded subset of the corpus (quick runs)")
     p.add_argument("--corpus-cache", default=str(pretrain_data.CACHE_FILE), help="npz cache of the corpus")
     p.add_argument("--rebuild-corpus", action="store_true", help="rebuild the corpus cache from the data")
+    p.add_argument("--ship", help="export the best checkpoint to this folder as quantized TFLite + metadata")
+    p.add_argument("--ship-id", default=ASTROMER_SHIPPED_ENCODER_ID, help="file stem of the exported encoder")
+    p.add_argument("--export-only", action="store_true", help="no training: export the best checkpoint of --out")
+    p.add_argument("--command", help="the command recorded in the metadata (default: this command line)")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(handler=cmd_pretrain)

@@ -272,6 +272,8 @@ def pretrain(corpus: Corpus, cfg: PretrainConfig, out: Path, resume: bool = Fals
     state = _initial_state(cfg, corpus, train, val, val_batch, provenance)
     if resume and trainer.restore() and _state_file(out).is_file():
         state = json.loads(_state_file(out).read_text())
+        state["config"] = asdict(cfg)  # e.g. a higher --epochs: the stop is judged again with it
+        state["stopped"] = _stop_reason(state, cfg) if state["history"] else None
         log.info("resumed from epoch %d", int(trainer.epoch.numpy()))
     started = time.monotonic() - state["train_seconds"]
     while int(trainer.epoch.numpy()) < cfg.epochs and not state["stopped"]:
@@ -355,3 +357,61 @@ def with_overrides(cfg: PretrainConfig, epochs: int | None = None, max_minutes: 
 
 def command_line() -> str:
     return " ".join(["fink-t2", *sys.argv[1:]])
+
+
+# ----------------------------------------------------------------------------------------------
+# Shipping
+# ----------------------------------------------------------------------------------------------
+
+
+def trained_encoder(cfg: PretrainConfig, weights: Path):
+    """The inference encoder (tf_keras) with the weights of a saved pretraining model."""
+    from fink_t2.train import astromer_network
+
+    tf_setup.tf()
+    model = astromer_network.build_pretraining_model(encoder_config(cfg))
+    model.load_weights(str(weights))
+    encoder = astromer_network.build_encoder(encoder_config(cfg))
+    copied = astromer_network.copy_weights(model, encoder)
+    if copied != sum(1 for layer in encoder.layers if layer.weights):
+        raise RuntimeError(f"{weights}: only {copied} weighted layers of the encoder found in the pretraining model")
+    return encoder
+
+
+def git_commit() -> str | None:
+    """HEAD of the checkout this code runs from (None outside a git checkout)."""
+    import subprocess
+
+    from fink_t2.config import REPO_ROOT
+
+    try:
+        return subprocess.run(["git", "-C", str(REPO_ROOT), "rev-parse", "HEAD"], capture_output=True, text=True,
+                              check=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def training_provenance(state: dict, command: str) -> dict:
+    """What the shipped metadata records about the pretraining run."""
+    import datetime
+
+    last = state["history"][-1] if state["history"] else {}
+    return {"method": "ASTROMER masked-magnitude pretraining (fink_t2.train.pretrain)",
+            "command": command, "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "commit": git_commit(), "pretrain_config": state["config"], "corpus": state["corpus"],
+            "n_train_curves": state["n_train_curves"], "n_holdout_curves": state["n_holdout_curves"],
+            "holdout": state["holdout"], "holdout_rmse_mag": state["best_val_rmse"],
+            "holdout_window_mean_rmse_mag": state["baseline_val_rmse"], "best_epoch": state["best_epoch"],
+            "epochs_run": last.get("epoch", 0), "optimizer_steps": last.get("steps", 0),
+            "train_minutes": round(state["train_seconds"] / 60, 1), "stopped": state["stopped"],
+            "excluded": "BTS val split (fink_t2.train.data.split_of) and BTS objects withheld from light_curves/"}
+
+
+def ship(out: Path, cfg: PretrainConfig, models_dir: Path, ship_id: str, command: str) -> Path:
+    """Export the best checkpoint of ``out`` to ``models_dir/<ship_id>.tflite`` (+ ``.json``)."""
+    from fink_t2.train import astromer_export
+
+    state = json.loads(_state_file(out).read_text())
+    encoder = trained_encoder(cfg, out / "best.weights.h5")
+    return astromer_export.export_encoder(encoder, encoder_config(cfg), models_dir / f"{ship_id}.tflite",
+                                          provenance=training_provenance(state, command))
