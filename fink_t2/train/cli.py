@@ -330,20 +330,21 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
         print(f"using a seeded subset of {len(corpus)} light curves")
     cfg = pretrain.with_overrides(pretrain.CONFIGS[args.config], args.epochs, args.max_minutes)
     if args.export_only:
-        return _ship_pretrained(args, cfg)
+        return _ship_pretrained(args, cfg, corpus)
     state = pretrain.pretrain(corpus, cfg, Path(args.out), resume=args.resume, progress=_progress_enabled(args),
                               provenance={"command": pretrain.command_line(), "config_name": args.config})
     print(f"best hold-out RMSE {state['best_val_rmse']:.4f} mag at epoch {state['best_epoch']} "
           f"(predict-the-window-mean baseline {state['baseline_val_rmse']:.4f}); {state['stopped']}")
-    return _ship_pretrained(args, cfg) if args.ship else 0
+    return _ship_pretrained(args, cfg, corpus) if args.ship else 0
 
 
-def _ship_pretrained(args: argparse.Namespace, cfg) -> int:
+def _ship_pretrained(args: argparse.Namespace, cfg, corpus) -> int:
     from fink_t2.train import pretrain
 
     if not args.ship:
         raise ValueError("--export-only needs --ship DIR")
-    path = pretrain.ship(Path(args.out), cfg, Path(args.ship), args.ship_id, args.command or pretrain.command_line())
+    path = pretrain.ship(Path(args.out), cfg, Path(args.ship), args.ship_id, args.command or pretrain.command_line(),
+                         corpus)
     print(f"shipped {path} (+ .json)")
     return 0
 

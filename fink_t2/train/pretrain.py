@@ -378,6 +378,31 @@ def trained_encoder(cfg: PretrainConfig, weights: Path):
     return encoder
 
 
+def holdout_rmse_by_source(corpus: Corpus, cfg: PretrainConfig, weights: Path) -> dict[str, dict]:
+    """Hold-out RMSE of the saved pretraining model and of the window-mean baseline, per corpus source.
+
+    The same fixed windows and masks as in training (per-source RMSEs of one draw: within a source,
+    the windows are those of :func:`holdout_batch` over the whole hold-out).
+    """
+    from fink_t2.train import astromer_network
+
+    tf_setup.tf()
+    val = corpus.subset(pretrain_data.holdout_of(corpus.object_id))
+    batch = holdout_batch(val, cfg.max_obs, cfg.seed)
+    model = astromer_network.build_pretraining_model(encoder_config(cfg))
+    model.load_weights(str(weights))
+    predicted = np.concatenate([model({k: v[i:i + 512] for k, v in batch.features.items()}, training=False).numpy()
+                                for i in range(0, len(val), 512)])
+    out = {}
+    for source in np.unique(val.source):
+        rows = val.source == source
+        out[str(source)] = {"curves": int(rows.sum()),
+                            "rmse_mag": pretrain_data.probed_rmse(predicted[rows], batch.target[rows], batch.probed[rows]),
+                            "window_mean_rmse_mag": pretrain_data.probed_rmse(
+                                np.zeros_like(batch.target[rows]), batch.target[rows], batch.probed[rows])}
+    return out
+
+
 def git_commit() -> str | None:
     """HEAD of the checkout this code runs from (None outside a git checkout)."""
     import subprocess
@@ -407,11 +432,16 @@ def training_provenance(state: dict, command: str) -> dict:
             "excluded": "BTS val split (fink_t2.train.data.split_of) and BTS objects withheld from light_curves/"}
 
 
-def ship(out: Path, cfg: PretrainConfig, models_dir: Path, ship_id: str, command: str) -> Path:
-    """Export the best checkpoint of ``out`` to ``models_dir/<ship_id>.tflite`` (+ ``.json``)."""
+def ship(out: Path, cfg: PretrainConfig, models_dir: Path, ship_id: str, command: str,
+         corpus: Corpus | None = None) -> Path:
+    """Export the best checkpoint of ``out`` to ``models_dir/<ship_id>.tflite`` (+ ``.json``); with the
+    training ``corpus``, the metadata also gets the hold-out RMSE per source."""
     from fink_t2.train import astromer_export
 
     state = json.loads(_state_file(out).read_text())
+    provenance = training_provenance(state, command)
+    if corpus is not None:
+        provenance["holdout_by_source"] = holdout_rmse_by_source(corpus, cfg, out / "best.weights.h5")
     encoder = trained_encoder(cfg, out / "best.weights.h5")
     return astromer_export.export_encoder(encoder, encoder_config(cfg), models_dir / f"{ship_id}.tflite",
-                                          provenance=training_provenance(state, command))
+                                          provenance=provenance)
