@@ -443,5 +443,5 @@ def ship(out: Path, cfg: PretrainConfig, models_dir: Path, ship_id: str, command
     if corpus is not None:
         provenance["holdout_by_source"] = holdout_rmse_by_source(corpus, cfg, out / "best.weights.h5")
     encoder = trained_encoder(cfg, out / "best.weights.h5")
-    return astromer_export.export_encoder(encoder, encoder_config(cfg), models_dir / f"{ship_id}.tflite",
+    return astromer_export.export_encoder(encoder, encoder_config(cfg), models_dir, ship_id, quantize=True,
                                           provenance=provenance)

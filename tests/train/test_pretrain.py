@@ -59,13 +59,22 @@ def _run(out, cache, epochs: int, resume: bool = False) -> dict:
     return json.loads((out / "pretrain.json").read_text())
 
 
-def test_tiny_pretraining_beats_the_window_mean_and_resumes_where_it_stopped(tmp_path, corpus_cache):
-    once = _run(tmp_path / "once", corpus_cache, epochs=4)
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory, corpus_cache):
+    out = tmp_path_factory.mktemp("tiny") / "once"
+    return out, _run(out, corpus_cache, epochs=4)
+
+
+def test_tiny_pretraining_beats_the_window_mean(tiny_run):
+    out, once = tiny_run
     assert [h["epoch"] for h in once["history"]] == [1, 2, 3, 4]
     # the hold-out RMSE of predicting the window mean is ~0.8 mag on these curves; learning must beat it clearly
     assert once["best_val_rmse"] < 0.9 * once["baseline_val_rmse"]
-    assert (tmp_path / "once" / "best.weights.h5").is_file() and (tmp_path / "once" / "pretrain.png").is_file()
+    assert (out / "best.weights.h5").is_file() and (out / "pretrain.png").is_file()
 
+
+def test_resume_continues_from_the_saved_epoch_as_if_never_stopped(tmp_path, corpus_cache, tiny_run):
+    _, once = tiny_run
     _run(tmp_path / "split", corpus_cache, epochs=2)
     resumed = _run(tmp_path / "split", corpus_cache, epochs=4, resume=True)
     assert [h["epoch"] for h in resumed["history"]] == [1, 2, 3, 4]
@@ -74,3 +83,33 @@ def test_tiny_pretraining_beats_the_window_mean_and_resumes_where_it_stopped(tmp
     # (float32 on one thread, deterministic ops; 1e-5 mag covers summation-order differences)
     for a, b in zip(resumed["history"], once["history"]):
         assert a["val_rmse"] == pytest.approx(b["val_rmse"], abs=1e-5)
+
+
+def test_the_shipped_encoder_is_the_best_checkpoint_with_its_provenance(tmp_path, corpus_cache, tiny_run):
+    from fink_t2.astromer.encoder import Encoder
+
+    out, once = tiny_run
+    argv = ["pretrain", "--config", "tiny", "--out", str(out), "--max-curves", str(TINY_CURVES), "--corpus-cache",
+            str(corpus_cache), "--export-only", "--ship", str(tmp_path), "--ship-id", "tiny-gr", "--command", "test"]
+    assert cmd_pretrain(build_parser().parse_args(argv)) == 0
+    meta = json.loads((tmp_path / "tiny-gr.json").read_text())
+    prov = meta["provenance"]
+    assert prov["holdout_rmse_mag"] == once["best_val_rmse"] and prov["best_epoch"] == once["best_epoch"]
+    assert prov["command"] == "test" and prov["corpus"] == once["corpus"]
+    assert set(prov["holdout_by_source"]) <= set(once["corpus"])
+    assert meta["input_contract"] == "astromer_gr_recent" and meta["config"]["d_model"] == 16
+
+    cfg = pretrain.CONFIGS["tiny"]
+    corpus = pretrain_data.Corpus.load(corpus_cache)
+    light_curves = pretrain.window_light_curves(corpus, np.arange(0, len(corpus), 97)[:40], np.zeros(40, int), 10_000)
+    encoder = Encoder.load(tmp_path / "tiny-gr.tflite")
+    batch = encoder.windows(light_curves)
+    lite = encoder.pooled(batch)
+    keras_encoder = pretrain.trained_encoder(cfg, out / "best.weights.h5")
+    feed = {"times": batch.times, "mags": batch.mags, "bands": batch.bands.astype(np.int32), "valid": batch.valid}
+    full = keras_encoder(feed, training=False).numpy()
+    reference = (full * batch.valid[..., None]).sum(1) / batch.valid.sum(1, keepdims=True)
+    # int8 weights (127 levels per tensor) perturb each matmul by ≲ 1 % of its output: pooled vectors
+    # keep their direction (cosine > 0.99) — a wrong checkpoint or window gives unrelated vectors
+    cosine = (lite * reference).sum(1) / np.linalg.norm(lite, axis=1) / np.linalg.norm(reference, axis=1)
+    assert cosine.min() > 0.99
