@@ -326,7 +326,8 @@ def _read_kafka(spark, config: Config, pattern: str, starting: str, max_offsets:
     return reader.options(**source_outage_options(config.output)).load()
 
 
-def _write_kafka(frame, config: Config, name: str, once: bool):
+def _write_kafka(frame, config: Config, name: str, once: bool, topic: str | None = None):
+    """Start the Kafka sink query ``name``: to the rows' ``topic`` column, or to ``topic``."""
     writer = (
         frame.writeStream.format("kafka")
         .queryName(name)
@@ -338,6 +339,8 @@ def _write_kafka(frame, config: Config, name: str, once: bool):
         .option("kafka.acks", "all")
         .options(**sink_outage_options(config.output))
     )
+    if topic is not None:
+        writer = writer.option("topic", topic)
     trigger = {"availableNow": True} if once else {"processingTime": f"{config.spark.trigger_seconds} seconds"}
     return writer.trigger(**trigger).start()
 
@@ -350,6 +353,17 @@ def start_classify_query(spark, config: Config, once: bool, tally=None):
     rows = raw.select("key", "value", "topic", "partition", "offset")
     out = rows.mapInPandas(make_partition_function(config, tally), OUTPUT_SCHEMA)
     return _write_kafka(out, config, "classify", once)
+
+
+def start_floor_query(spark, config: Config, input_topic: str, output_topic: str, name: str,
+                      checkpoint: Path, once: bool):
+    """The framework floor: ``input_topic`` → ``output_topic`` through the job's Kafka source and sink
+    options (same trigger, ``max_offsets_per_trigger``, acks) with no Python: key and value copied
+    by the JVM (``selectExpr("key", "value")``). ``checkpoint``: its own folder."""
+    raw = _read_kafka(spark, config, _exact_pattern(input_topic), "earliest", config.input.max_offsets_per_trigger)
+    copied = raw.selectExpr("key", "value")
+    floor_config = config.with_run_files(checkpoint_dir=str(checkpoint))
+    return _write_kafka(copied, floor_config, name, once, topic=output_topic)
 
 
 def filter_condition(flt: FilterConf) -> str:
@@ -469,12 +483,19 @@ def run(config: Config, once: bool = False, timeout: float | None = None,
     from pyspark.errors import StreamingQueryException
 
     from fink_t2.spark.checkpoint import claim_checkpoint
+    from fink_t2.spark.monitoring import ProgressMonitor
 
     check_model(config)
     prepare_schema_dir(config)
     cluster = prepare_broker(config)
     spark = build_spark(config)
     tally = spark.sparkContext.accumulator(Tally(), TallyParam())
+    try:
+        monitor = ProgressMonitor(config.monitoring, tally)  # a taken Prometheus port fails here
+    except BaseException:
+        spark.stop()
+        raise
+    spark.streams.addListener(monitor)
     started = time.monotonic()
     queries: list = []
     try:
@@ -489,6 +510,8 @@ def run(config: Config, once: bool = False, timeout: float | None = None,
         for query in spark.streams.active:
             query.stop()
         stats = run_stats(tally.value, time.monotonic() - started, queries[0] if queries else None)
+        monitor.wait_for_batches(queries)
+        monitor.close()
         spark.stop()
         if report is not None:
             report(stats)
