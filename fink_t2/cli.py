@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from fink_t2.tools import bench
+from fink_t2.tools import bench, lsst_night
 from fink_t2.spark import cluster
 from fink_t2.kafka import broker
 from fink_t2.kafka import replay
@@ -316,7 +316,7 @@ def _add_stream_commands(sub) -> None:
 
     broker.add_kafka_parser(sub)
     replay.add_replay_parser(sub)
-    bench.add_bench_parser(sub)
+    lsst_night.add_lsst_night_arguments(bench.add_bench_parser(sub))
     cluster.add_cluster_parser(sub)
 
 
