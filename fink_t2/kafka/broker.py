@@ -235,6 +235,8 @@ def server_properties(data_dir: Path, port: int, controller_port: int,
         "replica.fetch.max.bytes": str(MAX_MESSAGE_BYTES),
         "log.retention.hours": str(30 * 24),
         "log.retention.bytes": "-1",
+        # 5 min by default: topics with a size retention (the LSST-night run) would outgrow it by GBs
+        "log.retention.check.interval.ms": "30000",
     }
     lines = ["# Written by fink_t2.kafka.broker; rewritten at every start."]
     lines += [f"{key}={_escape_property(value)}" for key, value in settings.items()]

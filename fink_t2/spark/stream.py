@@ -23,7 +23,9 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import sys
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -498,6 +500,7 @@ def run(config: Config, once: bool = False, timeout: float | None = None,
     spark.streams.addListener(monitor)
     started = time.monotonic()
     queries: list = []
+    previous_handlers = stop_on_signals(spark)
     try:
         claim_checkpoint(spark, config, cluster)
         _run_queries(spark, config, once, timeout, tally, queries)
@@ -513,9 +516,34 @@ def run(config: Config, once: bool = False, timeout: float | None = None,
         monitor.wait_for_batches(queries)
         monitor.close()
         spark.stop()
+        restore_handlers(previous_handlers)
         if report is not None:
             report(stats)
     return stats
+
+
+#: Signals that end the job gracefully: queries stopped, summary printed, exit code 0.
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+def stop_on_signals(spark) -> dict:
+    """Make SIGINT and SIGTERM stop the queries, from another thread (a py4j call inside the handler
+    would re-enter the main thread's blocked one: PySpark's own SIGINT handler fails so), so that
+    the waits return and the run ends as usual. Returns the previous handlers (none off the main
+    thread, where Python allows no handler)."""
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+
+    def stop_queries(signum, _frame) -> None:
+        log.warning("%s: stopping the streaming queries", signal.Signals(signum).name)
+        threading.Thread(target=lambda: [query.stop() for query in spark.streams.active], daemon=True).start()
+
+    return {signum: signal.signal(signum, stop_queries) for signum in STOP_SIGNALS}
+
+
+def restore_handlers(handlers: dict) -> None:
+    for signum, handler in handlers.items():
+        signal.signal(signum, handler)
 
 
 def _run_queries(spark, config: Config, once: bool, timeout: float | None, tally, queries: list) -> None:

@@ -6,7 +6,8 @@ by default = LSST's 10 M alerts per 10-hour night, plus bursts of 10,000 at visi
 
 1. **floor**: a Spark query with the job's Kafka source and sink and no Python
    (``selectExpr("key", "value")`` to another topic), then the same query draining the whole
-   floor input at once (its throughput);
+   floor input at once (its throughput); each in a process of its own
+   (``python -m fink_t2.tools.lsst_night``), with the job's Spark settings;
 2. **job**: a real ``fink-t2 stream`` process with the given (default: packaged) config, writing
    its per-micro-batch JSON lines (``[monitoring]``) to the run folder.
 
@@ -44,8 +45,10 @@ FLOOR_INPUT, FLOOR_OUTPUT, FLOOR_DRAIN = "lsstnight_floor_in", "lsstnight_floor_
 CANDID_BASE = 10**18
 WARMUP_CANDID_BASE = 4 * 10**18  # the warm-up messages (Python workers, JIT): not timed
 WARMUP_ALERTS = 500
-#: topic settings of the large topics: bounded disk (per partition) for a long run
-LARGE_TOPIC_CONFIG = {"retention.bytes": str(2 * 2**30), "segment.bytes": str(256 * 2**20)}
+#: size retention per partition of the large topics (disk of a long run: ~18 MB/s per topic at
+#: 280 alerts/s); inputs keep ~16,000 alerts per partition, more than a burst and its backlog
+INPUT_TOPIC_CONFIG = {"retention.bytes": str(2**30), "segment.bytes": str(128 * 2**20)}
+OUTPUT_TOPIC_CONFIG = {"retention.bytes": str(256 * 2**20), "segment.bytes": str(64 * 2**20)}
 APPEND_TIME = {"message.timestamp.type": "LogAppendTime"}
 PARTITIONS = 2
 SAMPLE_PERIOD_S = 1.0
@@ -398,7 +401,7 @@ def _timed_phase(name: str, plan: NightPlan, factory: MessageFactory, kafka: Kaf
     _warm_up(factory, producer, input_topic)
     if not _wait_processed(progress, query, input_topic, WARMUP_ALERTS, DRAIN_TIMEOUT_S, alive):
         raise RuntimeError(f"{name}: the {WARMUP_ALERTS} warm-up alerts were not processed within "
-                           f"{DRAIN_TIMEOUT_S:.0f} s (or the job stopped: see {RUN_DIR / 'job.log'})")
+                           f"{DRAIN_TIMEOUT_S:.0f} s (or the job stopped: see its job.log)")
     collector = ArrivalCollector(kafka, output_topics)
     collector.start()
     warm = dict(producer.append_ms)
@@ -425,41 +428,59 @@ def _wait_arrivals(collector: ArrivalCollector, expected: int, timeout: float) -
         time.sleep(0.5)
 
 
-def floor_phase(plan: NightPlan, factory: MessageFactory, config: Config) -> dict:
-    """The framework floor at the offered load, then its drain throughput over the whole floor input."""
+def floor_phase(plan: NightPlan, factory: MessageFactory, config: Config, conf_path: str, bootstrap: str,
+                run_dir: Path) -> dict:
+    """The framework floor at the offered load, then its drain throughput over the whole floor input;
+    each a process of its own (:func:`run_floor_process`), like the job."""
+    progress = run_dir / "floor-progress.jsonl"
+    command = [sys.executable, "-m", "fink_t2.tools.lsst_night", "--conf", conf_path, "--bootstrap", bootstrap,
+               "--run-dir", str(run_dir)]
+    with (run_dir / "floor.log").open("w") as log:
+        floor = subprocess.Popen(command, cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            figures = _timed_phase("floor", plan, factory, config.kafka, FLOOR_INPUT, [FLOOR_OUTPUT], progress,
+                                   "floor", None, config.input.max_offsets_per_trigger,
+                                   alive=lambda: floor.poll() is None)
+        finally:
+            exit_code = _stop(floor)
+        drain = subprocess.run([*command, "--drain"], cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT,
+                               timeout=DRAIN_TIMEOUT_S * 4)
+    figures["drain_alerts_per_s"] = capacity(read_progress(progress, "floor_drain"))
+    return figures | {"floor_exit_code": exit_code, "drain_exit_code": drain.returncode}
+
+
+def run_floor_process(conf_path: str, bootstrap: str, run_dir: Path, drain: bool) -> int:
+    """One floor query in this process until SIGTERM (``drain``: over the whole floor input, then
+    exit), with the job's Spark settings; progress lines to ``run_dir/floor-progress.jsonl``."""
     from fink_t2.spark import stream
     from fink_t2.spark.monitoring import ProgressMonitor
 
-    progress = RUN_DIR / "floor-progress.jsonl"
-    spark = stream.build_spark(config, app_name="fink_t2_floor")
-    monitor = ProgressMonitor(dataclasses.replace(config.monitoring, progress_jsonl=str(progress),
+    config = load_config(conf_path).with_bootstrap(bootstrap)
+    name, output = ("floor_drain", FLOOR_DRAIN) if drain else ("floor", FLOOR_OUTPUT)
+    spark = stream.build_spark(config, app_name=f"fink_t2_{name}")
+    monitor = ProgressMonitor(dataclasses.replace(config.monitoring, progress_jsonl=str(run_dir / "floor-progress.jsonl"),
                                                   prometheus=False))
     spark.streams.addListener(monitor)
+    handlers = stream.stop_on_signals(spark)
     try:
-        query = stream.start_floor_query(spark, config, FLOOR_INPUT, FLOOR_OUTPUT, "floor",
-                                         RUN_DIR / "checkpoints-floor", once=False)
-        figures = _timed_phase("floor", plan, factory, config.kafka, FLOOR_INPUT, [FLOOR_OUTPUT], progress,
-                               "floor", None, config.input.max_offsets_per_trigger)
-        query.stop()
-        drain = stream.start_floor_query(spark, config, FLOOR_INPUT, FLOOR_DRAIN, "floor_drain",
-                                         RUN_DIR / "checkpoints-floor-drain", once=True)
-        drain.awaitTermination()
-        monitor.wait_for_batches([drain])
-        figures["drain_alerts_per_s"] = capacity(read_progress(progress, "floor_drain"))
-        return figures
+        query = stream.start_floor_query(spark, config, FLOOR_INPUT, output, name, run_dir / f"checkpoints-{name}",
+                                         once=drain)
+        query.awaitTermination()
+        monitor.wait_for_batches([query])
+        return 0 if query.exception() is None else 1
     finally:
-        for active in spark.streams.active:
-            active.stop()
         monitor.close()
         spark.stop()
+        stream.restore_handlers(handlers)
 
 
-def job_phase(plan: NightPlan, factory: MessageFactory, config: Config, conf_path: str, bootstrap: str) -> dict:
+def job_phase(plan: NightPlan, factory: MessageFactory, config: Config, conf_path: str, bootstrap: str,
+              run_dir: Path) -> dict:
     """A real ``fink-t2 stream`` process under the plan; its figures and exit code."""
-    progress = RUN_DIR / "job-progress.jsonl"
+    progress = run_dir / "job-progress.jsonl"
     command = [sys.executable, "-m", "fink_t2.cli", "stream", "--conf", conf_path, "--bootstrap", bootstrap,
-               "--checkpoint-dir", str(RUN_DIR / "checkpoints-job"), "--progress-jsonl", str(progress)]
-    log = (RUN_DIR / "job.log").open("w")
+               "--checkpoint-dir", str(run_dir / "checkpoints-job"), "--progress-jsonl", str(progress)]
+    log = (run_dir / "job.log").open("w")
     job = subprocess.Popen(command, cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT)
     try:
         figures = _timed_phase("job", plan, factory, config.kafka, INPUT_TOPIC, [config.output.scores_topic],
@@ -468,13 +489,13 @@ def job_phase(plan: NightPlan, factory: MessageFactory, config: Config, conf_pat
     finally:
         exit_code = _stop(job)
         log.close()
-    return figures | {"job_exit_code": exit_code, "command": " ".join(command[1:])}
+    return figures | {"job_exit_code": exit_code, "command": "fink-t2 " + " ".join(command[3:])}
 
 
 def _stop(job: subprocess.Popen) -> int:
-    """SIGINT (the job stops its queries and prints its summary), then SIGKILL after the timeout."""
+    """SIGTERM (the job stops its queries and prints its summary), then SIGKILL after the timeout."""
     if job.poll() is None:
-        job.send_signal(signal.SIGINT)
+        job.send_signal(signal.SIGTERM)
     try:
         return job.wait(STOP_TIMEOUT_S)
     except subprocess.TimeoutExpired:
@@ -485,28 +506,31 @@ def _stop(job: subprocess.Popen) -> int:
 def _prepare_topics(kafka: KafkaConf, config: Config) -> None:
     from fink_t2.kafka import broker
 
-    for topic in (INPUT_TOPIC, FLOOR_INPUT, FLOOR_OUTPUT, FLOOR_DRAIN, config.output.enriched_topic):
-        broker.create_topic(kafka, topic, partitions=PARTITIONS, config=LARGE_TOPIC_CONFIG | APPEND_TIME)
+    for topic in (INPUT_TOPIC, FLOOR_INPUT):
+        broker.create_topic(kafka, topic, partitions=PARTITIONS, config=INPUT_TOPIC_CONFIG | APPEND_TIME)
+    for topic in (FLOOR_OUTPUT, FLOOR_DRAIN, config.output.enriched_topic):
+        broker.create_topic(kafka, topic, partitions=PARTITIONS, config=OUTPUT_TOPIC_CONFIG | APPEND_TIME)
     broker.create_topic(kafka, config.output.scores_topic, partitions=PARTITIONS, config=APPEND_TIME)
 
 
-def run_lsst_night(plan: NightPlan, alerts: Sequence[str], conf: str | None) -> dict:
-    """Both phases on a fresh broker (stopped at the end); the JSON-ready figures."""
+def run_lsst_night(plan: NightPlan, alerts: Sequence[str], conf: str | None, run_dir: Path = RUN_DIR) -> dict:
+    """Both phases on a fresh broker (stopped at the end) in ``run_dir`` (emptied first: this tool's
+    own folder); the JSON-ready figures."""
     from fink_t2.kafka import broker
     from fink_t2.tools.bench import _free_port, environment_facts, load_messages
 
     conf_path = str(conf or DEFAULT_CONF)
     factory = MessageFactory(load_messages(alerts))
-    shutil.rmtree(RUN_DIR, ignore_errors=True)  # this tool's own folder: a fresh broker and checkpoints
-    RUN_DIR.mkdir(parents=True)
-    bootstrap = broker.up(RUN_DIR / "kafka", port=_free_port(), controller_port=_free_port(), timeout=90)
+    shutil.rmtree(run_dir, ignore_errors=True)  # a fresh broker and checkpoints
+    run_dir.mkdir(parents=True)
+    bootstrap = broker.up(run_dir / "kafka", port=_free_port(), controller_port=_free_port(), timeout=90)
     try:
         config = load_config(conf_path).with_bootstrap(bootstrap)
         _prepare_topics(config.kafka, config)
-        floor = floor_phase(plan, factory, config)
-        job = job_phase(plan, factory, config, conf_path, bootstrap)
+        floor = floor_phase(plan, factory, config, conf_path, bootstrap, run_dir)
+        job = job_phase(plan, factory, config, conf_path, bootstrap, run_dir)
     finally:
-        broker.down(RUN_DIR / "kafka")
+        broker.down(run_dir / "kafka")
     return {"plan": dataclasses.asdict(plan), "offered_alerts": plan.total, "floor": floor, "job": job,
             "ratio": ratios(job, floor), "environment": environment_facts(),
             "trigger_seconds": config.spark.trigger_seconds,
@@ -680,4 +704,22 @@ def run_lsst_night_command(args) -> int:
         f"fink-t2 bench --lsst-night --minutes {args.minutes:g} --rate {args.rate:g} --burst-size "
         f"{args.burst_size} --burst-period {args.burst_period:g}" + (f" --conf {args.conf}" if args.conf else ""))
     write_outputs(figures, args.out, args.plot, args.readme, command)
-    return 0 if figures["job"]["job_exit_code"] == 0 else 1
+    codes = (figures["job"]["job_exit_code"], figures["floor"]["floor_exit_code"], figures["floor"]["drain_exit_code"])
+    return 0 if codes == (0, 0, 0) else 1
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m fink_t2.tools.lsst_night --conf F --bootstrap B --run-dir D [--drain]``: the floor process."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=run_floor_process.__doc__)
+    parser.add_argument("--conf", required=True)
+    parser.add_argument("--bootstrap", required=True)
+    parser.add_argument("--run-dir", required=True, type=Path)
+    parser.add_argument("--drain", action="store_true")
+    args = parser.parse_args(argv)
+    return run_floor_process(args.conf, args.bootstrap, args.run_dir, args.drain)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

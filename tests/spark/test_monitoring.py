@@ -81,12 +81,14 @@ def test_json_lines_and_prometheus_count_every_alert(kafka_broker, tmp_path):
                  "the endpoint counting the last progress line")  # it is updated just after the line
         metrics = scrape(port)
     finally:
-        job.send_signal(signal.SIGINT)
+        job.send_signal(signal.SIGTERM)  # what `docker stop` sends: a graceful stop with the summary
         try:
-            job.communicate(timeout=60)
+            stdout, stderr = job.communicate(timeout=90)
         except subprocess.TimeoutExpired:
             job.kill()
-            job.communicate()
+            stdout, stderr = job.communicate()
+    assert job.returncode == 0, stderr[-3000:]
+    assert f"alerts in: {SAMPLE_COUNT + POISON} " in stdout and "SIGTERM: stopping the streaming queries" in stderr
 
     busy = [l for l in lines if l["alerts_in"]]
     assert len(busy) >= (SAMPLE_COUNT + POISON) // MAX_OFFSETS

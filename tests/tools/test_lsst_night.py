@@ -12,8 +12,10 @@ import pytest
 from fink_t2.science.classify import classify
 from fink_t2.science.model import load_model
 from fink_t2.tools.bench import load_messages
-from fink_t2.tools.lsst_night import (CANDID_BASE, MessageFactory, NightPlan, capacity, latency_figures,
-                                      processed_offsets, read_progress, trend_per_minute)
+from fink_t2.tools.lsst_night import (CANDID_BASE, DRAIN_TIMEOUT_S, INPUT_TOPIC, README_BEGIN, README_END,
+                                      WARMUP_ALERTS, MessageFactory, NightPlan, capacity,
+                                      latency_figures, processed_offsets, read_progress, run_lsst_night,
+                                      trend_per_minute, write_outputs)
 
 from tests.conftest import SAMPLE_ALERTS
 
@@ -94,3 +96,35 @@ def test_trend_is_the_fitted_slope_per_minute_after_the_first_minute():
     rss = np.where(t < 60, 100.0, 500.0 + 2.0 * t / 60.0)  # start-up, then +2 MiB/min
     assert trend_per_minute(t, rss) == pytest.approx(2.0)
     assert trend_per_minute(t[:2], rss[:2]) == 0.0
+
+
+@pytest.mark.integration
+def test_a_short_night_gives_every_alert_an_output_in_both_phases(kafka_jars, tmp_path):
+    """12 s at 20 alerts/s plus a burst of 100: the floor copies and the job scores every alert once,
+    latencies are positive (both ends are the one broker's append clock), the JSON lines count them."""
+    plan = NightPlan(rate=20, burst_size=100, burst_period_s=6, minutes=0.2)
+    run_dir = tmp_path / "night"
+    figures = run_lsst_night(plan, [str(SAMPLE_ALERTS)], None, run_dir=run_dir)
+    assert plan.total == 340 and figures["offered_alerts"] == 340
+    for phase in ("floor", "job"):
+        f = figures[phase]
+        assert (f["latency_sent"], f["latency_matched"], f["latency_missing"]) == (340, 340, 0), phase
+        assert 0 < f["latency_p50_s"] <= f["latency_p99_s"] <= f["latency_max_s"] < DRAIN_TIMEOUT_S
+        assert f["drained"] and f["send_failures"] == 0
+        assert len(f["series"]["latency_s"]) == 340 and len(f["series"]["t"]) >= 10  # sampled every second
+    job = figures["job"]
+    assert job["job_exit_code"] == figures["floor"]["floor_exit_code"] == figures["floor"]["drain_exit_code"] == 0
+    assert job["worker_rss_max_mib"] > 0
+    assert figures["floor"]["drain_alerts_per_s"] > 0 and figures["ratio"]["capacity"] > 0
+    lines = read_progress(run_dir / "job-progress.jsonl", "classify")
+    assert sum(line["alerts_in"] for line in lines) == WARMUP_ALERTS + 340
+    assert sum(sum(line["statuses"].values()) for line in lines) == WARMUP_ALERTS + 340
+    assert processed_offsets(lines, INPUT_TOPIC) == WARMUP_ALERTS + 340
+    out, png, readme = tmp_path / "night.json", tmp_path / "night.png", tmp_path / "README.md"
+    readme.write_text(f"before\n{README_BEGIN}\nold\n{README_END}\nafter\n")
+    write_outputs(figures, str(out), str(png), str(readme), "make lsst-night MINUTES=0.2")
+    text = readme.read_text()
+    assert text.startswith("before\n") and text.endswith("after\n") and "\nold\n" not in text
+    assert f"commit {figures['environment']['git_commit']}" in text and "`make lsst-night MINUTES=0.2`" in text
+    assert f"| latency p99, s | {job['latency_p99_s']:.2f} | {figures['floor']['latency_p99_s']:.2f} |" in text
+    assert json.loads(out.read_text())["job"]["latency_matched"] == 340 and png.read_bytes()[:4] == b"\x89PNG"
