@@ -43,7 +43,7 @@ LSST_RATE ?= 280
 LSST_BURST ?= 10000
 LSST_BURST_PERIOD ?= 300
 lsst-night: venv jars
-	$(PY) -m pip install $(PIP_FLAGS) -e '.[bench]'
+	$(PY) -m pip install $(PIP_FLAGS) -e '.[stream,bench]'
 	FINK_T2_BENCH_COMMAND="make lsst-night MINUTES=$(MINUTES)" $(FINK_T2) bench --lsst-night --minutes $(MINUTES) \
 	  --rate $(LSST_RATE) --burst-size $(LSST_BURST) --burst-period $(LSST_BURST_PERIOD) \
 	  --out out/lsst-night.json --plot out/lsst-night.png --readme README.md
