@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 FINK_T2 := $(VENV)/bin/fink-t2
 PIP_FLAGS ?= -q --disable-pip-version-check
 
-.PHONY: venv demo test test-fast bench fuzz train clean
+.PHONY: venv demo test test-fast bench lsst-night fuzz train clean
 
 venv: $(VENV)/.installed
 
@@ -36,6 +36,18 @@ bench: venv jars
 	$(PY) -m pip install $(PIP_FLAGS) -e '.[stream,bench]'
 	FINK_T2_BENCH_COMMAND="make bench" $(FINK_T2) bench --require-george --out out/bench.json --plot out/bench.png \
 	  --readme README.md
+
+# LSST-night latency run (README "Latency under an LSST night"): a fresh broker on free loopback ports,
+# the framework floor then `fink-t2 stream` (packaged config) under the same load, MINUTES each
+MINUTES ?= 30
+LSST_RATE ?= 280
+LSST_BURST ?= 10000
+LSST_BURST_PERIOD ?= 300
+lsst-night: venv jars
+	$(PY) -m pip install $(PIP_FLAGS) -e '.[stream,bench]'
+	FINK_T2_BENCH_COMMAND="make lsst-night MINUTES=$(MINUTES)" $(FINK_T2) bench --lsst-night --minutes $(MINUTES) \
+	  --rate $(LSST_RATE) --burst-size $(LSST_BURST) --burst-period $(LSST_BURST_PERIOD) \
+	  --out out/lsst-night.json --plot out/lsst-night.png --readme README.md
 
 # long fuzz of the alert decoder against fastavro: JSON report in out/fuzz.json, failing payloads in out/fuzz/
 FUZZ_CASES ?= 1000000

@@ -32,6 +32,8 @@ BENCH = [
     "pyinstrument>=4.6",
 ]
 
+MONITORING = ["prometheus-client>=0.17,<1"]  # [monitoring] prometheus = true (fink_t2/spark/monitoring.py)
+
 setup(
     name="fink_t2",
     version="0.1.0",
@@ -49,8 +51,9 @@ setup(
         "fink": FINK,
         "plot": PLOT,
         "bench": BENCH,
+        "monitoring": MONITORING,
         # the tests run plot, bench and the reference GP; pyyaml reads docker/compose.yaml
-        "test": ["pytest>=8", "hypothesis>=6.100", "pyyaml>=6,<7", *BENCH],
+        "test": ["pytest>=8", "hypothesis>=6.100", "pyyaml>=6,<7", *BENCH, *MONITORING],
         # tf-keras and tfmot need --no-deps next to tensorflow-cpu: `make train-venv` installs them, and
         # (--no-deps too) ASTROMER 0.1.8 + tensorboard, the oracle of the v0 test; joblib is imported by it
         "train": ["tensorflow-cpu==2.21.0", "dm-tree", "mock", "joblib", "scipy>=1.11", *PLOT],

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from fink_t2.tools import bench
+from fink_t2.tools import bench, lsst_night
 from fink_t2.spark import cluster
 from fink_t2.kafka import broker
 from fink_t2.kafka import replay
@@ -192,7 +192,8 @@ def build_parser() -> argparse.ArgumentParser:
 def cmd_stream(args: argparse.Namespace) -> int:
     from fink_t2.spark.stream import run
 
-    config = load_config(args.conf).with_bootstrap(args.bootstrap)
+    config = load_config(args.conf).with_bootstrap(args.bootstrap).with_run_files(args.checkpoint_dir,
+                                                                                  args.progress_jsonl)
     run(config, once=args.once, timeout=args.timeout, report=lambda stats: print(stats.summary(), flush=True))
     return 0
 
@@ -301,6 +302,9 @@ def _add_stream_commands(sub) -> None:
     p.add_argument("--once", action="store_true", help="process what is in the topics, then exit (availableNow)")
     p.add_argument("--bootstrap", help="override [kafka] bootstrap_servers")
     p.add_argument("--timeout", type=float, default=None, help="stop after this many seconds")
+    p.add_argument("--checkpoint-dir", help="override [checkpoint] dir")
+    p.add_argument("--progress-jsonl", metavar="FILE",
+                   help="override [monitoring] progress_jsonl (per-micro-batch JSON lines; '-' stderr, '' off)")
     p.set_defaults(handler=cmd_stream, extra="stream")
 
     p = sub.add_parser("demo", help="broker + replay of the sample alerts + stream --once + summary")
@@ -312,7 +316,7 @@ def _add_stream_commands(sub) -> None:
 
     broker.add_kafka_parser(sub)
     replay.add_replay_parser(sub)
-    bench.add_bench_parser(sub)
+    lsst_night.add_lsst_night_arguments(bench.add_bench_parser(sub))
     cluster.add_cluster_parser(sub)
 
 

@@ -399,6 +399,24 @@ class ClassifierConf(Section):
         return []
 
 
+#: ``[monitoring] progress_jsonl`` value that sends the JSON lines to standard error.
+PROGRESS_TO_STDERR = "-"
+
+
+@dataclass(frozen=True)
+class MonitoringConf(Section):
+    """Per-micro-batch metrics (``fink_t2.spark.monitoring``): one JSON line per progress event to
+    ``progress_jsonl`` (a file, appended; ``"-"`` standard error; ``""`` off), and optionally the
+    same counters on a Prometheus endpoint (``http://prometheus_host:prometheus_port/metrics``,
+    the ``monitoring`` extra)."""
+
+    SECTION: ClassVar[str] = "monitoring"
+    progress_jsonl: str = key(PROGRESS_TO_STDERR)
+    prometheus: bool = key(False)
+    prometheus_host: str = key("127.0.0.1", not_empty)
+    prometheus_port: int = key(9464, between(1, 65535))
+
+
 def _duplicates(what: str, values: list[str]) -> list[str]:
     repeated = sorted({v for v in values if values.count(v) > 1})
     return [f"[output] {what} {v!r} is used more than once" for v in repeated]
@@ -415,6 +433,7 @@ class Config:
     cuts: CutsConf = field(default_factory=CutsConf)
     embedding: EmbeddingConf = field(default_factory=EmbeddingConf)
     classifier: ClassifierConf = field(default_factory=ClassifierConf)
+    monitoring: MonitoringConf = field(default_factory=MonitoringConf)
 
     def __post_init__(self) -> None:
         pattern = re.compile(self.input.subscribe_pattern)
@@ -431,6 +450,17 @@ class Config:
         if not bootstrap:
             return self
         return dataclasses.replace(self, kafka=dataclasses.replace(self.kafka, bootstrap_servers=bootstrap))
+
+    def with_run_files(self, checkpoint_dir: str | None = None, progress_jsonl: str | None = None) -> "Config":
+        """A copy with another ``[checkpoint] dir`` and/or ``[monitoring] progress_jsonl`` (CLI
+        overrides, so that a run can keep the packaged config); None keeps the configured one."""
+        config = self
+        if checkpoint_dir is not None:
+            config = dataclasses.replace(config, checkpoint=CheckpointConf(dir=checkpoint_dir))
+        if progress_jsonl is not None:
+            config = dataclasses.replace(config, monitoring=dataclasses.replace(
+                config.monitoring, progress_jsonl=progress_jsonl))
+        return config
 
     def model_path(self) -> str | None:
         """The configured model file, or None for the default model."""
@@ -460,7 +490,8 @@ class Config:
 # ---------------------------------------------------------------------------------- loading
 _SECTIONS: dict[str, type[Section]] = {"kafka": KafkaConf, "input": InputConf, "output": OutputConf,
                                        "checkpoint": CheckpointConf, "spark": SparkConf, "model": ModelConf,
-                                       "cuts": CutsConf, "embedding": EmbeddingConf, "classifier": ClassifierConf}
+                                       "cuts": CutsConf, "embedding": EmbeddingConf, "classifier": ClassifierConf,
+                                       "monitoring": MonitoringConf}
 
 
 def _build(cls: type[Section], values: Any, problems: list[str], where: str) -> Any:

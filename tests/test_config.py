@@ -25,7 +25,7 @@ def _problems(raw: dict) -> list[str]:
 def test_packaged_templates_load_and_local_documents_the_defaults():
     local = load_config(DEFAULT_CONF)
     defaults = Config()
-    for section in ("kafka", "input", "checkpoint", "spark", "model", "embedding", "classifier"):
+    for section in ("kafka", "input", "checkpoint", "spark", "model", "embedding", "classifier", "monitoring"):
         assert getattr(local, section) == getattr(defaults, section), section
     assert dataclasses.replace(local.output, filters=()) == defaults.output
     cluster = load_config(CONF_TEMPLATES["cluster"])
@@ -73,6 +73,11 @@ def test_packaged_templates_load_and_local_documents_the_defaults():
     ({"embedding": {"enabled": "yes"}}, "[embedding] enabled: must be true or false, not 'yes'"),
     ({"classifier": {"kind": "lstm"}}, "[classifier] kind = 'lstm': must be one of 't2', 'astromer'"),
     ({"classifier": {"kind": "astromer"}}, "[classifier] head is required with kind = 'astromer'"),
+    # per-micro-batch monitoring
+    ({"monitoring": {"prometheus_port": 0}}, "[monitoring] prometheus_port = 0: must be between 1 and 65535"),
+    ({"monitoring": {"prometheus": "yes"}}, "[monitoring] prometheus: must be true or false, not 'yes'"),
+    ({"monitoring": {"prometheus_host": ""}}, "[monitoring] prometheus_host = '': must not be empty"),
+    ({"monitoring": {"progress_log": "-"}}, "[monitoring] unknown key(s): progress_log"),
     # structure
     ({"sparks": {}}, "unknown section(s): sparks"),
     ({"spark": {"triger_seconds": 1.0}}, "[spark] unknown key(s): triger_seconds"),
@@ -168,3 +173,12 @@ def test_enriched_format_and_where_its_schemas_are_published(tmp_path):
                                  "folder: set [output] schema_dir (the checkpoint dir 'hdfs:///t2/checkpoints' "
                                  "is not local)"]
     assert parse_config(remote | {"output": {"enriched_format": "container"}}).output.enriched_format == "container"
+
+
+def test_run_file_overrides_replace_only_the_checkpoint_and_progress_file():
+    config = load_config(DEFAULT_CONF)
+    moved = config.with_run_files(checkpoint_dir="/tmp/cp", progress_jsonl="/tmp/p.jsonl")
+    assert moved.checkpoint.dir == "/tmp/cp" and moved.monitoring.progress_jsonl == "/tmp/p.jsonl"
+    assert dataclasses.replace(moved, checkpoint=config.checkpoint, monitoring=config.monitoring) == config
+    assert config.with_run_files() == config
+    assert config.monitoring.prometheus_host == "127.0.0.1" and not config.monitoring.prometheus  # loopback, off

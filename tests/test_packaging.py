@@ -31,6 +31,7 @@ from tests.conftest import REPO, SAMPLE_ALERTS
 
 PACKAGED = ("fink_t2/data/models/fink-t2-ztf-w2.tflite", "fink_t2/data/models/fink-t2-ztf-w2.json",
             "fink_t2/data/models/fink-t2-quantized-28341.tflite", "fink_t2/data/models/fink-t2-quantized-28341.json",
+            "fink_t2/data/models/fink-t2-astromer-gr.tflite", "fink_t2/data/models/fink-t2-astromer-gr.json",
             "fink_t2/data/models/LICENSE.fink-science", "fink_t2/conf/local.toml",
             "fink_t2/conf/cluster.example.toml", "fink_t2/conf/log4j-kafka.properties",
             *(f"fink_t2/data/schemas/ztf/{v}.avsc" for v in ("2.0", "3.0", "3.1", "3.2", "3.3", "3.5", "4.02")))

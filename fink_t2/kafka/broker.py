@@ -235,6 +235,8 @@ def server_properties(data_dir: Path, port: int, controller_port: int,
         "replica.fetch.max.bytes": str(MAX_MESSAGE_BYTES),
         "log.retention.hours": str(30 * 24),
         "log.retention.bytes": "-1",
+        # 5 min by default: topics with a size retention (the LSST-night run) would outgrow it by GBs
+        "log.retention.check.interval.ms": "30000",
     }
     lines = ["# Written by fink_t2.kafka.broker; rewritten at every start."]
     lines += [f"{key}={_escape_property(value)}" for key, value in settings.items()]
@@ -554,10 +556,11 @@ def _wait_for_exit(pid: int, timeout: float) -> bool:
 
 
 def create_topic(endpoint: KafkaEndpoint, name: str, partitions: int = 2, timeout: float = 30.0,
-                 exist_ok: bool = False) -> None:
-    """Create topic ``name`` (replication 1, ``max.message.bytes`` = :data:`MAX_MESSAGE_BYTES`)."""
+                 exist_ok: bool = False, config: dict[str, str] | None = None) -> None:
+    """Create topic ``name`` (replication 1, ``max.message.bytes`` = :data:`MAX_MESSAGE_BYTES`, and
+    the topic settings of ``config``, e.g. ``retention.bytes``)."""
     topic = NewTopic(name, num_partitions=partitions, replication_factor=1,
-                     config={"max.message.bytes": str(MAX_MESSAGE_BYTES)})
+                     config={"max.message.bytes": str(MAX_MESSAGE_BYTES), **(config or {})})
     admin = AdminClient(client_config(endpoint))  # must outlive the future
     future = admin.create_topics([topic], request_timeout=timeout)[name]
     try:

@@ -23,7 +23,9 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import sys
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -339,7 +341,8 @@ def _read_kafka(spark, config: Config, pattern: str, starting: str, max_offsets:
     return reader.options(**source_outage_options(config.output)).load()
 
 
-def _write_kafka(frame, config: Config, name: str, once: bool):
+def _write_kafka(frame, config: Config, name: str, once: bool, topic: str | None = None):
+    """Start the Kafka sink query ``name``: to the rows' ``topic`` column, or to ``topic``."""
     writer = (
         frame.writeStream.format("kafka")
         .queryName(name)
@@ -351,6 +354,8 @@ def _write_kafka(frame, config: Config, name: str, once: bool):
         .option("kafka.acks", "all")
         .options(**sink_outage_options(config.output))
     )
+    if topic is not None:
+        writer = writer.option("topic", topic)
     trigger = {"availableNow": True} if once else {"processingTime": f"{config.spark.trigger_seconds} seconds"}
     return writer.trigger(**trigger).start()
 
@@ -363,6 +368,17 @@ def start_classify_query(spark, config: Config, once: bool, tally=None):
     rows = raw.select("key", "value", "topic", "partition", "offset")
     out = rows.mapInPandas(make_partition_function(config, tally), OUTPUT_SCHEMA)
     return _write_kafka(out, config, "classify", once)
+
+
+def start_floor_query(spark, config: Config, input_topic: str, output_topic: str, name: str,
+                      checkpoint: Path, once: bool):
+    """The framework floor: ``input_topic`` → ``output_topic`` through the job's Kafka source and sink
+    options (same trigger, ``max_offsets_per_trigger``, acks) with no Python: key and value copied
+    by the JVM (``selectExpr("key", "value")``). ``checkpoint``: its own folder."""
+    raw = _read_kafka(spark, config, _exact_pattern(input_topic), "earliest", config.input.max_offsets_per_trigger)
+    copied = raw.selectExpr("key", "value")
+    floor_config = config.with_run_files(checkpoint_dir=str(checkpoint))
+    return _write_kafka(copied, floor_config, name, once, topic=output_topic)
 
 
 def filter_condition(flt: FilterConf) -> str:
@@ -492,14 +508,22 @@ def run(config: Config, once: bool = False, timeout: float | None = None,
     from pyspark.errors import StreamingQueryException
 
     from fink_t2.spark.checkpoint import claim_checkpoint
+    from fink_t2.spark.monitoring import ProgressMonitor
 
     check_model(config)
     prepare_schema_dir(config)
     cluster = prepare_broker(config)
     spark = build_spark(config)
     tally = spark.sparkContext.accumulator(Tally(), TallyParam())
+    try:
+        monitor = ProgressMonitor(config.monitoring, tally)  # a taken Prometheus port fails here
+    except BaseException:
+        spark.stop()
+        raise
+    spark.streams.addListener(monitor)
     started = time.monotonic()
     queries: list = []
+    previous_handlers = stop_on_signals(spark)
     try:
         claim_checkpoint(spark, config, cluster)
         _run_queries(spark, config, once, timeout, tally, queries)
@@ -512,10 +536,37 @@ def run(config: Config, once: bool = False, timeout: float | None = None,
         for query in spark.streams.active:
             query.stop()
         stats = run_stats(tally.value, time.monotonic() - started, queries[0] if queries else None)
+        monitor.wait_for_batches(queries)
+        monitor.close()
         spark.stop()
+        restore_handlers(previous_handlers)
         if report is not None:
             report(stats)
     return stats
+
+
+#: Signals that end the job gracefully: queries stopped, summary printed, exit code 0.
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+def stop_on_signals(spark) -> dict:
+    """Make SIGINT and SIGTERM stop the queries, from another thread (a py4j call inside the handler
+    would re-enter the main thread's blocked one: PySpark's own SIGINT handler fails so), so that
+    the waits return and the run ends as usual. Returns the previous handlers (none off the main
+    thread, where Python allows no handler)."""
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+
+    def stop_queries(signum, _frame) -> None:
+        log.warning("%s: stopping the streaming queries", signal.Signals(signum).name)
+        threading.Thread(target=lambda: [query.stop() for query in spark.streams.active], daemon=True).start()
+
+    return {signum: signal.signal(signum, stop_queries) for signum in STOP_SIGNALS}
+
+
+def restore_handlers(handlers: dict) -> None:
+    for signum, handler in handlers.items():
+        signal.signal(signum, handler)
 
 
 def _run_queries(spark, config: Config, once: bool, timeout: float | None, tally, queries: list) -> None:

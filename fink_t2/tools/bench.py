@@ -48,8 +48,9 @@ def load_messages(paths: Sequence[str | Path]) -> list[bytes]:
     return [m.value for m in iter_alert_messages(paths)]
 
 
-def replicate(messages: Sequence[bytes], n: int) -> list[bytes]:
-    """``n`` messages cycling over ``messages``, each copy with a fresh, unique candid."""
+def replicate(messages: Sequence[bytes], n: int, candid_base: int = 10**18) -> list[bytes]:
+    """``n`` messages cycling over ``messages``, copy k with candid ``candid_base + k`` (the default
+    base is outside ZTF's range: never collides with a real alert)."""
     records, schemas = [], []
     for payload in messages:
         reader = fastavro.reader(io.BytesIO(payload))
@@ -59,7 +60,7 @@ def replicate(messages: Sequence[bytes], n: int) -> list[bytes]:
     for k in range(n):
         i = k % len(records)
         record = dict(records[i])
-        candid = 10**18 + k  # outside ZTF's range: never collides with a real alert
+        candid = candid_base + k
         record["candid"] = candid
         record["candidate"] = dict(record["candidate"]) | {"candid": candid}
         schema, container = schemas[i]
@@ -519,13 +520,14 @@ def _encoder_note(figures: dict) -> str:
     return f"; encoder {Path(figures['encoder']).name} (d = {figures['embedding_dim']})"
 
 
-def write_readme_block(readme: Path, block: str) -> None:
-    """Replace the text between the bench markers of ``readme`` with ``block``."""
+def write_readme_block(readme: Path, block: str, begin: str = README_BEGIN, end_marker: str = README_END) -> None:
+    """Replace the text between the markers ``begin`` … ``end_marker`` (default: the bench's) of
+    ``readme`` with ``block``."""
     text = readme.read_text()
-    start, end = text.find(README_BEGIN), text.find(README_END)
+    start, end = text.find(begin), text.find(end_marker)
     if start < 0 or end < start:
-        raise ValueError(f"{readme} has no bench markers ({README_BEGIN!r} … {README_END!r})")
-    readme.write_text(text[:start] + block + text[end + len(README_END):])
+        raise ValueError(f"{readme} has no markers ({begin!r} … {end_marker!r})")
+    readme.write_text(text[:start] + block + text[end + len(end_marker):])
 
 
 def plot_stages(figures: dict, out: Path) -> None:
@@ -560,8 +562,8 @@ def _command_line(args) -> str:
         (" --no-embeddings" if args.no_embeddings else "") + (f" --encoder {args.encoder}" if args.encoder else "")
 
 
-def add_bench_parser(subparsers) -> None:
-    """Register ``fink-t2 bench``."""
+def add_bench_parser(subparsers):
+    """Register ``fink-t2 bench``; returns its parser (``lsst_night`` adds its options to it)."""
     p = subparsers.add_parser("bench", help="throughput benchmark: stages, reference path, end to end")
     p.add_argument("--alerts", nargs="+", default=[str(DEFAULT_ALERTS)], help="alert files or folders")
     p.add_argument("--n", type=int, default=None, help=f"alerts after replication (default {FULL_N}, quick {QUICK_N})")
@@ -576,6 +578,7 @@ def add_bench_parser(subparsers) -> None:
     p.add_argument("--require-george", action="store_true",
                    help="fail unless the reference path uses george (the deployed recipe; pip install '.[bench]')")
     p.set_defaults(handler=run_bench_command, extra="bench")
+    return p
 
 
 def run_bench_command(args) -> int:

@@ -16,6 +16,7 @@ EXTRA_MODULES: dict[str, tuple[str, ...]] = {
     "fink": ("pyspark",),
     "plot": ("matplotlib",),
     "bench": ("matplotlib", "scipy", "threadpoolctl", "psutil"),
+    "monitoring": ("prometheus_client",),
 }
 
 
