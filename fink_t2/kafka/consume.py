@@ -35,6 +35,9 @@ _DECODE_ERRORS = (ValueError, EOFError, StopIteration, IndexError, KeyError, Typ
 
 #: Seconds without a new message after which ``consume`` stops (the end of the topic, for a finished job).
 DEFAULT_IDLE_SECONDS = 10.0
+#: Longest wait for the group to be given the topic's partitions, seconds: the idle clock starts only
+#: then, so a slow group join on a loaded broker is not taken for an empty topic.
+ASSIGNMENT_TIMEOUT_SECONDS = 60.0
 
 
 class RemoteBrokerRefused(ValueError):
@@ -90,14 +93,16 @@ def _from_record(record: dict, key: bytes | None) -> Consumed:
     return Consumed("enriched", key, fields)
 
 
-def consumer_for(endpoint: KafkaEndpoint, topic: str) -> Consumer:
-    """A consumer of ``topic`` in a group of its own, from the earliest offset, committing nothing."""
+def consumer_for(endpoint: KafkaEndpoint, topic: str, on_assign=None) -> Consumer:
+    """A consumer of ``topic`` in a group of its own, from the earliest offset, committing nothing.
+
+    ``on_assign(consumer, partitions)`` is called when the group hands it the partitions."""
     consumer = Consumer(client_config(endpoint, **{
         "group.id": f"fink-t2-consume-{uuid.uuid4().hex}", "auto.offset.reset": "earliest",
         "enable.auto.commit": False, "fetch.max.bytes": 4 * MAX_MESSAGE_BYTES,
         "max.partition.fetch.bytes": MAX_MESSAGE_BYTES, "log_level": 3,
     }))
-    consumer.subscribe([topic])
+    consumer.subscribe([topic], **({"on_assign": on_assign} if on_assign else {}))
     return consumer
 
 
@@ -110,13 +115,15 @@ def consume(endpoint: KafkaEndpoint, topic: str, max_messages: int | None = None
     bootstrap = as_kafka_conf(endpoint).bootstrap_servers
     if not allow_remote_broker and not is_loopback_bootstrap(bootstrap):
         raise RemoteBrokerRefused(f"{bootstrap} is not on loopback: pass --allow-remote-broker to read from it")
-    consumer = consumer_for(endpoint, topic)
+    assigned_at: list[float] = []
+    consumer = consumer_for(endpoint, topic, on_assign=lambda _c, _p: assigned_at.append(time.monotonic()))
     try:
-        count, last = 0, time.monotonic()
+        count, started = 0, time.monotonic()
+        last = started
         while max_messages is None or count < max_messages:
             msg = consumer.poll(min(1.0, idle_seconds))
             if msg is None:
-                if time.monotonic() - last >= idle_seconds:
+                if _idle_over(assigned_at, last, started, idle_seconds):
                     return
                 continue
             if msg.error():
@@ -125,6 +132,15 @@ def consume(endpoint: KafkaEndpoint, topic: str, max_messages: int | None = None
             yield decode_message(msg.value(), msg.headers(), msg.key(), schema_dir)
     finally:
         consumer.close()
+
+
+def _idle_over(assigned_at: list[float], last: float, started: float, idle_seconds: float) -> bool:
+    """True once ``idle_seconds`` passed without a message since the last one or the assignment
+    (or ``ASSIGNMENT_TIMEOUT_SECONDS`` passed without an assignment)."""
+    now = time.monotonic()
+    if not assigned_at:
+        return now - started >= max(idle_seconds, ASSIGNMENT_TIMEOUT_SECONDS)
+    return now - max(last, assigned_at[-1]) >= idle_seconds
 
 
 def _num(value: Any, digits: int) -> str:

@@ -79,3 +79,20 @@ def test_a_schemaless_message_without_a_schema_dir_says_what_is_missing(rows):
     assert consumed.kind == "undecodable" and "give --schema-dir" in consumed.fields["reason"]
     score = decode_message(score_message(results[0]))
     assert score.kind == "score" and score.fields == json.loads(score_message(results[0]))
+
+
+def test_the_idle_clock_starts_at_the_partition_assignment(monkeypatch):
+    """A slow group join (no assignment yet) is not taken for an empty topic; after the assignment,
+    idle_seconds without a message ends the read."""
+    from fink_t2.kafka import consume as module
+
+    now = [10.0]
+    monkeypatch.setattr(module.time, "monotonic", lambda: now[0])
+    started = last = 0.0
+    assert not module._idle_over([], last, started, idle_seconds=3.0)  # 10 s > 3 s idle, but not assigned
+    now[0] = module.ASSIGNMENT_TIMEOUT_SECONDS + 1.0
+    assert module._idle_over([], last, started, idle_seconds=3.0)  # no assignment in time: give up
+    now[0] = 102.0
+    assert not module._idle_over([100.0], last, started, idle_seconds=3.0)  # 2 s after the assignment
+    now[0] = 103.0
+    assert module._idle_over([100.0], last, started, idle_seconds=3.0)
