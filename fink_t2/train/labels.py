@@ -65,3 +65,18 @@ def bts_class_index(type_name: str | None) -> int:
 def mapping_table(type_names) -> list[tuple[str, str]]:
     """(type, class or 'excluded') for each distinct type, sorted by type (for documentation)."""
     return [(t, bts_class(t) or "excluded") for t in sorted(set(type_names))]
+
+
+#: The BTS downstream task's classes (``fink-t2 downstream``), in label order.
+BTS_TASK_CLASSES: tuple[str, ...] = ("SN Ia", "SN II", "SN Ibc", "SLSN", "other")
+#: t2 class of :func:`bts_class` → BTS task class; every other type (SN Ia-CSM, nova, TDE, LBV, …) is "other".
+_BTS_TASK_OF_T2: dict[str, str] = {"SNIa": "SN Ia", "SNIa-91bg": "SN Ia", "SNIax": "SN Ia", "SNII": "SN II",
+                                   "SNIbc": "SN Ibc", "SLSN-I": "SLSN"}
+
+
+def bts_task_class(type_name: str | None) -> str:
+    """The BTS downstream class of a BTS type string: the :func:`bts_class` grouping, with SN Ia subtypes
+    in "SN Ia", SLSN-I and SLSN-II in "SLSN", and every remaining type in "other"."""
+    if type_name is not None and str(type_name).strip() == "SLSN-II":
+        return "SLSN"
+    return _BTS_TASK_OF_T2.get(bts_class(type_name), "other")
