@@ -186,7 +186,15 @@ def build_parser() -> argparse.ArgumentParser:
     _add_stream_commands(sub)
     _add_embed_parser(sub)
     add_train_parsers(sub)
+    _add_downstream_commands(sub)
     return parser
+
+
+def _add_downstream_commands(sub) -> None:
+    """``downstream`` and ``finetune`` (ASTROMER few-label experiments; TensorFlow imported when they run)."""
+    from fink_t2.train.downstream_cli import add_downstream_parsers
+
+    add_downstream_parsers(sub)
 
 
 def cmd_stream(args: argparse.Namespace) -> int:

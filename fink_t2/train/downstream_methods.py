@@ -145,6 +145,7 @@ METHODS: dict[str, Method] = {m.key: m for m in (
     Method("LSTM (raw)", None, raw_lstm),
     Method("v0 frozen + MLP", "v0", frozen_mlp),
     Method("ours frozen + MLP", "ours", frozen_mlp),
+    Method("random frozen + MLP", "random", frozen_mlp),
     Method("ours frozen + attention", "ours", frozen_attention),
     Method("ours fine-tuned + MLP", "ours", fine_tuned("mean")),
     Method("ours fine-tuned + attention", "ours", fine_tuned("attention")),

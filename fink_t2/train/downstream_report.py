@@ -1,6 +1,7 @@
 """``docs/astromer-downstream.md`` + ``.png`` (the paper's Fig. 9 on our data) and the t-SNE picture."""
 from __future__ import annotations
 
+import json
 import os
 import platform
 import subprocess
@@ -69,6 +70,9 @@ def write_markdown(path: Path, summary: pd.DataFrame, facts: dict, notes: list[s
              f"{summary['cpu_seconds'].sum() / 60:.1f} min of CPU for the table. Do not edit by hand.", "",
              "Macro-F1 on the test objects, mean ± std over folds; columns: task and labelled objects per class "
              "(SPC, training + early-stopping slice).", "", *table_lines(summary), "",
+             "## Where pretraining helps, and where not", "",
+             "Differences of mean macro-F1; *better*/*worse* when the difference exceeds the folds' spread "
+             "√(σ_A² + σ_B²), else ≈ (not resolved by these folds).", "", *comparison_lines(summary), "",
              "## Labelled objects per class", "", *labelled_lines(summary, class_counts), "",
              "## How to read it", "", *[f"* {n}" for n in notes], ""]
     lines += [f"![{Path(f).stem}]({Path(f).name})" for f in figures]
@@ -131,3 +135,88 @@ def plot_embeddings(panels: list[tuple[str, np.ndarray, np.ndarray, tuple[str, .
     fig.savefig(out, dpi=110)
     plt.close(fig)
     return out
+
+
+#: (method A, method B, question): the table of differences answers each question per task and SPC
+COMPARISONS: tuple[tuple[str, str, str], ...] = (
+    ("ours frozen + MLP", "random twoband frozen + MLP", "pretraining, frozen encoder"),
+    ("ours fine-tuned + MLP", "ours frozen + MLP", "fine-tuning vs frozen"),
+    ("ours frozen + attention", "ours frozen + MLP", "attention vs mean pooling"),
+    ("ours frozen + MLP", "features + LR", "embeddings vs GP features"),
+    ("ours frozen + MLP", "LSTM (raw)", "embeddings vs raw LSTM"),
+    ("ours frozen + MLP", "v0 MACHO r frozen + MLP", "ours vs the published v0 (r only)"),
+)
+
+
+def _verdict(delta: float, spread: float) -> str:
+    if not np.isfinite(spread) or abs(delta) <= spread:
+        return "≈"
+    return "better" if delta > 0 else "worse"
+
+
+def comparison_lines(summary: pd.DataFrame) -> list[str]:
+    """Δ mean macro-F1 (A − B) per task and SPC; "better"/"worse" when |Δ| exceeds √(σ_A² + σ_B²)."""
+    cells = {(r.task, r.method, r.spc): (r.mean, r.std) for r in summary.itertuples()}
+    columns = list(summary[["task", "spc"]].drop_duplicates().itertuples(index=False, name=None))
+    lines = ["| question (A − B) | " + " | ".join(f"{t} {s}" for t, s in columns) + " |",
+             "|---|" + "---|" * len(columns)]
+    for a, b, question in COMPARISONS:
+        row = []
+        for task, spc in columns:
+            if (task, a, spc) not in cells or (task, b, spc) not in cells:
+                row.append("—")
+                continue
+            (ma, sa), (mb, sb) = cells[(task, a, spc)], cells[(task, b, spc)]
+            delta = ma - mb
+            row.append(f"{delta:+.3f} {_verdict(delta, float(np.hypot(sa, sb)))}")
+        if any(c != "—" for c in row):
+            lines.append(f"| {question}: {a} − {b} | " + " | ".join(row) + " |")
+    return lines
+
+
+def encoder_note(encoder_dir: Path | None) -> str:
+    """Which two-band encoder "ours" is (the pretraining run and its hold-out RMSE, or random weights)."""
+    if encoder_dir is None:
+        return ("**No pretrained encoder was given**: the rows named *random twoband* are a randomly initialised "
+                "two-band encoder of the default size (`EncoderConfig()`), not pretrained — they measure the "
+                "architecture, not pretraining.")
+    state_file = Path(encoder_dir) / "pretrain.json"
+    state = json.loads(state_file.read_text()) if state_file.is_file() else {}
+    cfg = state.get("config", {})
+    return (f"*ours* = the two-band encoder pretrained by `fink-t2 pretrain` in `{Path(encoder_dir).name}` "
+            f"(d_model {cfg.get('d_model')}, {cfg.get('layers')} layers, window {cfg.get('max_obs')}; best hold-out "
+            f"RMSE {state.get('best_val_rmse', float('nan')):.4f} at epoch {state.get('best_epoch')}, mean baseline "
+            f"{state.get('baseline_val_rmse', float('nan')):.4f}); *random twoband* = the same architecture with "
+            "random weights, the control.")
+
+
+def notes(encoder_dir: Path | None) -> list[str]:
+    """The fixed facts of the set-up (data, splits, heads), with the encoder used."""
+    from fink_t2.train import downstream, downstream_heads as heads
+
+    return [
+        encoder_note(encoder_dir),
+        "Data: g/r magnitudes from fluxes at S/N ≥ 3 (`pretrain_data.flux_to_mag`, the pretraining corpus' "
+        f"converter), curves with ≥ {downstream.MIN_POINTS} points, classes with ≥ {downstream.MIN_CLASS_OBJECTS} "
+        "such objects (PLAsTiCC KN keeps one and is left out). Every method sees the same points; the feature "
+        "baseline (`baseline.py`: logistic regression on 13 GP features) fits its GP on them.",
+        "PLAsTiCC: the 7,848 training objects, 14 classes; each fold holds out its own stratified "
+        f"{downstream.TEST_FRACTION:.0%} as test. These objects are **in the pretraining corpus** (unlabelled): "
+        "self-supervised on the test inputs without their labels, as the paper did.",
+        "BTS: types grouped as SN Ia / SN II / SN Ibc / SLSN / other (`labels.bts_task_class`). The test set is the "
+        "BTS validation split of the science report (`data.split_of`), the same in every fold and **excluded from "
+        "pretraining**; labelled objects come from the train split. SLSN and other have ~20 train objects, so "
+        "their SPC is capped (see the counts) and their test F1 rests on ~10 objects.",
+        f"Labelled sets: per fold and class, the first SPC objects of a seeded permutation (nested across SPC); "
+        f"{downstream.VAL_FRACTION:.0%} of them are the early-stopping slice (not fitted). Macro-F1 over the classes "
+        "present in the test set (or predicted).",
+        f"Heads (`downstream_heads.py`, shrunk for a shared 2-core CPU): MLP {'/'.join(map(str, heads.MLP_UNITS))} "
+        f"+ LayerNorm (paper 1024/512/256); attention pooling tanh({heads.ATTENTION_UNITS}) scores over valid "
+        f"observations; raw LSTM 2×{heads.LSTM_UNITS} with LayerNorm between (paper 2×256) on the two-band windows "
+        "(time, magnitude, band one-hot). Class-balanced cross-entropy, Adam; heads lr "
+        f"{heads.HEAD_FIT.learning_rate:g} ≤ {heads.HEAD_FIT.epochs} epochs patience {heads.HEAD_FIT.patience}; "
+        f"fine-tuning lr {heads.FINETUNE_FIT.learning_rate:g} ≤ {heads.FINETUNE_FIT.epochs} epochs patience "
+        f"{heads.FINETUNE_FIT.patience}; LSTM ≤ {heads.LSTM_FIT.epochs} epochs patience {heads.LSTM_FIT.patience}.",
+        "v0 MACHO: the published ASTROMER v0 weights (single band, trained on MACHO R), fed the r points only, first "
+        "200 by time; frozen + MLP. Reference weights without a licence: used here, never shipped.",
+    ]
