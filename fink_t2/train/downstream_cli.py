@@ -123,3 +123,117 @@ def add_downstream_parsers(subparsers) -> None:
     p.add_argument("--out", type=Path, default=OUT_DIR, help="folder of records.json")
     p.add_argument("--no-tsne", action="store_true")
     p.set_defaults(handler=cmd_downstream)
+    add_finetune_parser(subparsers)
+
+
+# ----------------------------------------------------------------------------------------------
+# fink-t2 finetune
+# ----------------------------------------------------------------------------------------------
+
+LIGHT_CURVE_COLUMNS = ("object_id", "mjd", "band", "mag", "magerr")
+
+
+def read_labelled_csv(light_curves: Path, labels: Path) -> tuple[object, np.ndarray, tuple[str, ...]]:
+    """(Corpus, label index per curve, class names) from a light-curve table and an object_id,label table.
+
+    Light curves: one row per observation, ``band`` g or r (other bands dropped); objects without a
+    label, or with fewer than ``downstream.MIN_POINTS`` points, are dropped.
+    """
+    import pandas as pd
+
+    from fink_t2.contract import ASTROMER_BAND_INDEX
+    from fink_t2.train import pretrain_data
+
+    table = pd.read_csv(light_curves, dtype={"object_id": str, "band": str})
+    missing = set(LIGHT_CURVE_COLUMNS) - set(table.columns)
+    if missing:
+        raise ValueError(f"{light_curves}: missing columns {sorted(missing)} (need {', '.join(LIGHT_CURVE_COLUMNS)})")
+    named = pd.read_csv(labels, dtype={"object_id": str, "label": str})
+    if not {"object_id", "label"} <= set(named.columns):
+        raise ValueError(f"{labels}: need columns object_id, label")
+    label_of = dict(zip(named["object_id"], named["label"]))
+    table = table[table["band"].isin(list(ASTROMER_BAND_INDEX)) & table["object_id"].isin(label_of)]
+    table = table.assign(band=table["band"].map(ASTROMER_BAND_INDEX), source=Path(light_curves).name)
+    curves = pretrain_data.assemble([table], excluded=set(), min_points=downstream.MIN_POINTS)
+    if len(curves) == 0:
+        raise ValueError(f"{light_curves}: no labelled object with ≥ {downstream.MIN_POINTS} g/r points")
+    class_names = tuple(sorted({label_of[oid] for oid in curves.object_id}))
+    label = np.array([class_names.index(label_of[oid]) for oid in curves.object_id], dtype=np.int64)
+    return curves, label, class_names
+
+
+def _task_data(args) -> tuple[object, np.ndarray, tuple[str, ...]]:
+    """The labelled curves of ``--task`` (BTS: its train split only) or of ``--labels`` + ``--light-curves``."""
+    if args.task is not None:
+        task = downstream.load_task(args.task)
+        keep = ~task.fixed_test if task.fixed_test is not None else np.ones(len(task), bool)
+        return task.curves.subset(keep), task.label[keep], task.class_names
+    if args.labels is None or args.light_curves is None:
+        raise ValueError("give --task, or --labels and --light-curves")
+    return read_labelled_csv(args.light_curves, args.labels)
+
+
+def _encoder_view(curves, encoder: Path):
+    """The view of ``encoder``: a v0 checkpoint folder (``conf.json``) or a pretraining folder (``pretrain.json``)."""
+    from fink_t2.train import downstream_encoders as enc
+
+    if (encoder / "conf.json").is_file():
+        return enc.v0_view(curves, encoder)
+    if (encoder / enc.PRETRAIN_STATE).is_file():
+        return enc.ours_view(curves, encoder)
+    raise ValueError(f"{encoder}: neither a v0 checkpoint (conf.json) nor a pretraining folder (pretrain.json)")
+
+
+def _sha256(path: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def cmd_finetune(args: argparse.Namespace) -> int:
+    """Train one classifier (encoder + pooled MLP head) on labelled light curves; save weights + JSON."""
+    from fink_t2.train import downstream_heads as heads
+    from fink_t2.train import downstream_report as report
+    from fink_t2.train import metrics
+
+    curves, label, class_names = _task_data(args)
+    view = _encoder_view(curves, args.encoder)
+    rng = np.random.default_rng(args.seed)
+    parts = [downstream._labelled(rng.permutation(np.flatnonzero(label == c)), len(label), downstream.VAL_FRACTION)
+             for c in np.unique(label)]
+    train, val = (np.sort(np.concatenate([p[i] for p in parts])) for i in (0, 1))
+    encoder = view.make_encoder()
+    encoder.trainable = args.finetune
+    model = heads.finetuned(encoder, args.head, len(class_names))
+    config = heads.FINETUNE_FIT if args.finetune else heads.HEAD_FIT
+    heads.fit(model, view.rows(train), label[train], view.rows(val), label[val],
+              heads.FitConfig(config.epochs, config.patience, config.batch_size, config.learning_rate, args.seed))
+    val_f1 = metrics.macro_f1(label[val], heads.predict_proba(model, view.rows(val))) if len(val) else float("nan")
+    args.out.mkdir(parents=True, exist_ok=True)
+    weights = args.out / "classifier.weights.h5"
+    model.save_weights(str(weights))
+    meta = {"classes": list(class_names), "encoder": str(args.encoder), "encoder_label": view.label,
+            "head": args.head, "finetuned_encoder": bool(args.finetune), "inputs": sorted(view.inputs),
+            "max_obs": int(view.inputs["times"].shape[1]), "n_train": len(train), "n_val": len(val),
+            "per_class": {class_names[c]: int((label == c).sum()) for c in np.unique(label)},
+            "val_macro_f1": val_f1, "weights": weights.name, "weights_sha256": _sha256(weights),
+            **report.run_facts("fink-t2 " + " ".join(shlex.quote(a) for a in sys.argv[1:]))}
+    (args.out / "classifier.json").write_text(json.dumps(meta, indent=1) + "\n")
+    print(f"wrote {weights} and classifier.json: {len(train)} train / {len(val)} validation objects, "
+          f"validation macro-F1 {val_f1:.3f}")
+    return 0
+
+
+def add_finetune_parser(subparsers) -> None:
+    """Register ``finetune``."""
+    p = subparsers.add_parser("finetune", help="train a classifier head on an encoder's embeddings, save it")
+    p.add_argument("--encoder", type=Path, required=True,
+                   help="pretraining folder (pretrain.json + best.weights.h5) or v0 checkpoint folder (conf.json)")
+    p.add_argument("--task", choices=downstream.TASKS, help="built-in labels (BTS: its train split)")
+    p.add_argument("--labels", type=Path, help="CSV object_id,label")
+    p.add_argument("--light-curves", type=Path, help="CSV " + ",".join(LIGHT_CURVE_COLUMNS) + " (band g or r)")
+    p.add_argument("--head", choices=("mean", "attention"), default="mean", help="pooling before the MLP")
+    p.add_argument("--finetune", action="store_true", help="train the encoder too (default: frozen)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", type=Path, required=True, help="folder: classifier.weights.h5 + classifier.json")
+    p.set_defaults(handler=cmd_finetune)

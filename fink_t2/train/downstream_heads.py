@@ -22,6 +22,8 @@ DROPOUT = 0.3
 #: logit added to padded positions before the attention softmax
 MASKED_LOGIT = -1e9
 ENCODER_INPUTS: tuple[str, ...] = ("times", "mags", "bands", "valid")
+#: the raw LSTM reads window-mean-subtracted times in units of this many days (keeps its inputs ~1)
+LSTM_TIME_SCALE_DAYS = 100.0
 
 
 @dataclass(frozen=True)
@@ -93,11 +95,11 @@ def finetuned(encoder, head: str, n_classes: int):
 
 
 def raw_lstm(n_bands: int, n_classes: int):
-    """2-layer LSTM with LayerNorm between, on (time, magnitude, band one-hot) per valid step → logits."""
+    """2-layer LSTM with LayerNorm between, on (time / 100 d, magnitude, band one-hot) per valid step → logits."""
     tf, keras = tf_setup.tf(), tf_setup.keras()
     layers = keras.layers
     inputs = {name: keras.Input((None,), name=name) for name in ENCODER_INPUTS}
-    steps = tf.concat([tf.stack([inputs["times"], inputs["mags"]], axis=-1),
+    steps = tf.concat([tf.stack([inputs["times"] / LSTM_TIME_SCALE_DAYS, inputs["mags"]], axis=-1),
                        tf.one_hot(tf.cast(inputs["bands"], tf.int32), n_bands)], axis=-1)
     mask = tf.cast(inputs["valid"], bool)
     x = layers.LSTM(LSTM_UNITS, return_sequences=True, dropout=DROPOUT)(steps, mask=mask)

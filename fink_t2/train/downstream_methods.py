@@ -161,7 +161,8 @@ def run_cells(ctx: Context, methods: list[Method], splits: list[Split], seed: in
             start = time.process_time()
             probs = method(ctx, split, seed + split.fold)
             y_test = ctx.task.label[split.test]
-            record = {"task": ctx.task.name, "method": method.label(ctx.encoders), "fold": split.fold,
+            record = {"task": ctx.task.name, "method_key": method.key, "method": method.label(ctx.encoders),
+                      "fold": split.fold,
                       "spc": split.spc, "n_train": len(split.train), "n_val": len(split.val),
                       "n_test": len(split.test), "macro_f1": metrics.macro_f1(y_test, probs),
                       "cpu_seconds": time.process_time() - start}

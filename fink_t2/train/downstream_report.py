@@ -32,7 +32,7 @@ def run_facts(command: str) -> dict[str, str]:
 def summarise(records: list[dict]) -> pd.DataFrame:
     """Mean and std (ddof 1) of macro-F1 over folds, with the labelled counts, per (task, method, SPC)."""
     frame = pd.DataFrame(records)
-    return (frame.groupby(["task", "method", "spc"], sort=False)
+    return (frame.groupby(["task", "method_key", "method", "spc"], sort=False)
             .agg(mean=("macro_f1", "mean"), std=("macro_f1", "std"), folds=("fold", "nunique"),
                  n_labelled=("n_train", "mean"), n_val=("n_val", "mean"), n_test=("n_test", "mean"),
                  cpu_seconds=("cpu_seconds", "sum"))
@@ -137,14 +137,14 @@ def plot_embeddings(panels: list[tuple[str, np.ndarray, np.ndarray, tuple[str, .
     return out
 
 
-#: (method A, method B, question): the table of differences answers each question per task and SPC
+#: (method key A, method key B, question): the table of differences answers each question per task and SPC
 COMPARISONS: tuple[tuple[str, str, str], ...] = (
-    ("ours frozen + MLP", "random twoband frozen + MLP", "pretraining, frozen encoder"),
+    ("ours frozen + MLP", "random frozen + MLP", "pretraining, frozen encoder"),
     ("ours fine-tuned + MLP", "ours frozen + MLP", "fine-tuning vs frozen"),
     ("ours frozen + attention", "ours frozen + MLP", "attention vs mean pooling"),
     ("ours frozen + MLP", "features + LR", "embeddings vs GP features"),
     ("ours frozen + MLP", "LSTM (raw)", "embeddings vs raw LSTM"),
-    ("ours frozen + MLP", "v0 MACHO r frozen + MLP", "ours vs the published v0 (r only)"),
+    ("ours frozen + MLP", "v0 frozen + MLP", "ours vs the published v0 (r only)"),
 )
 
 
@@ -156,7 +156,8 @@ def _verdict(delta: float, spread: float) -> str:
 
 def comparison_lines(summary: pd.DataFrame) -> list[str]:
     """Δ mean macro-F1 (A − B) per task and SPC; "better"/"worse" when |Δ| exceeds √(σ_A² + σ_B²)."""
-    cells = {(r.task, r.method, r.spc): (r.mean, r.std) for r in summary.itertuples()}
+    cells = {(r.task, r.method_key, r.spc): (r.mean, r.std) for r in summary.itertuples()}
+    label = dict(zip(summary["method_key"], summary["method"]))
     columns = list(summary[["task", "spc"]].drop_duplicates().itertuples(index=False, name=None))
     lines = ["| question (A − B) | " + " | ".join(f"{t} {s}" for t, s in columns) + " |",
              "|---|" + "---|" * len(columns)]
@@ -170,7 +171,7 @@ def comparison_lines(summary: pd.DataFrame) -> list[str]:
             delta = ma - mb
             row.append(f"{delta:+.3f} {_verdict(delta, float(np.hypot(sa, sb)))}")
         if any(c != "—" for c in row):
-            lines.append(f"| {question}: {a} − {b} | " + " | ".join(row) + " |")
+            lines.append(f"| {question}: {label[a]} − {label[b]} | " + " | ".join(row) + " |")
     return lines
 
 
