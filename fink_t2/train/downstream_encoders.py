@@ -110,8 +110,8 @@ def random_view(curves: Corpus, cfg, seed: int = 0) -> EncoderView:
 def v0_view(curves: Corpus, checkpoint: Path) -> EncoderView:
     """The published v0 encoder on the r-band points (first 200 by time, v0 normalisation)."""
     from fink_t2.train import astromer_v0
-    from fink_t2.train.astromer_network import V0_MACHO, build_encoder
+    from fink_t2.train.astromer_network import build_encoder
 
-    encoder = astromer_v0.load_v0(Path(checkpoint))
-    inputs = feed(batch_v0(light_curves(curves, band=V0_BAND), V0_MACHO.max_obs))
-    return EncoderView(f"v0 MACHO {V0_BAND}", inputs, _copies(lambda: build_encoder(V0_MACHO), encoder))
+    encoder, cfg = astromer_v0.load_v0(Path(checkpoint))
+    inputs = feed(batch_v0(light_curves(curves, band=V0_BAND), cfg.max_obs))
+    return EncoderView(f"v0 MACHO {V0_BAND}", inputs, _copies(lambda: build_encoder(cfg), encoder))
