@@ -74,6 +74,7 @@ def run(args: argparse.Namespace) -> dict:
 
     keys = [k for k in args.methods if args.encoder is not None or methods.METHODS[k].encoder != "random"]
     chosen = [methods.METHODS[k] for k in keys]  # without a pretrained encoder, "ours" is the random one
+    facts = _facts()  # at the start: the commit and date the cells were computed with
     records, counts, panels = [], {}, []
     for name in args.tasks:
         task = downstream.load_task(name, args.max_objects, args.seed)
@@ -82,16 +83,34 @@ def run(args: argparse.Namespace) -> dict:
         records += methods.run_cells(ctx, chosen, splits, args.seed, progress=lambda line: print(line, flush=True))
         counts[name] = _labelled_counts(task, splits)
         panels += _tsne_panels(ctx)
-    return {"records": records, "class_counts": counts, "panels": panels}
+        _write_records(args.out, facts, records, counts)  # a run cut short keeps the tasks it finished
+    return {"records": records, "class_counts": counts, "panels": panels, "facts": facts}
+
+
+def _facts() -> dict:
+    from fink_t2.train import downstream_report as report
+
+    return report.run_facts("fink-t2 " + " ".join(shlex.quote(a) for a in sys.argv[1:]))
+
+
+def _write_records(out: Path, facts: dict, records: list[dict], counts: dict) -> Path:
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / "records.json"
+    path.write_text(json.dumps({"facts": facts, "records": records, "class_counts": counts}, indent=1))
+    return path
 
 
 def cmd_downstream(args: argparse.Namespace) -> int:
     from fink_t2.train import downstream_report as report
 
-    result = run(args)
-    args.out.mkdir(parents=True, exist_ok=True)
-    facts = report.run_facts("fink-t2 " + " ".join(shlex.quote(a) for a in sys.argv[1:]))
-    (args.out / "records.json").write_text(json.dumps({"facts": facts, "records": result["records"]}, indent=1))
+    if args.from_records is not None:  # re-render the docs of a finished (or cut) run, without t-SNE
+        saved = json.loads(args.from_records.read_text())
+        result = {"records": saved["records"], "panels": [],
+                  "class_counts": {t: {int(k): v for k, v in c.items()} for t, c in saved["class_counts"].items()}}
+        facts = saved["facts"]
+    else:
+        result = run(args)
+        facts = result["facts"]
     summary = report.summarise(result["records"])
     figures = [report.plot_curves(summary, args.docs / "astromer-downstream.png")]
     if result["panels"] and not args.no_tsne:
@@ -122,6 +141,7 @@ def add_downstream_parsers(subparsers) -> None:
     p.add_argument("--docs", type=Path, default=DOCS, help="folder of the .md and .png written")
     p.add_argument("--out", type=Path, default=OUT_DIR, help="folder of records.json")
     p.add_argument("--no-tsne", action="store_true")
+    p.add_argument("--from-records", type=Path, help="write the docs from this records.json instead of running")
     p.set_defaults(handler=cmd_downstream)
     add_finetune_parser(subparsers)
 
@@ -217,7 +237,7 @@ def cmd_finetune(args: argparse.Namespace) -> int:
             "max_obs": int(view.inputs["times"].shape[1]), "n_train": len(train), "n_val": len(val),
             "per_class": {class_names[c]: int((label == c).sum()) for c in np.unique(label)},
             "val_macro_f1": val_f1, "weights": weights.name, "weights_sha256": _sha256(weights),
-            **report.run_facts("fink-t2 " + " ".join(shlex.quote(a) for a in sys.argv[1:]))}
+            **_facts()}
     (args.out / "classifier.json").write_text(json.dumps(meta, indent=1) + "\n")
     print(f"wrote {weights} and classifier.json: {len(train)} train / {len(val)} validation objects, "
           f"validation macro-F1 {val_f1:.3f}")
