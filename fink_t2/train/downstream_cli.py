@@ -87,6 +87,20 @@ def run(args: argparse.Namespace) -> dict:
     return {"records": records, "class_counts": counts, "panels": panels, "facts": facts}
 
 
+def merge_records(runs: list[dict]) -> dict:
+    """Records of several runs: a later run's cell (task, method, fold, SPC) replaces an earlier one's."""
+    cells, counts = {}, {}
+    for saved in runs:
+        for r in saved["records"]:
+            cells[(r["task"], r["method_key"], r["fold"], r["spc"])] = r
+        counts.update({t: {int(k): v for k, v in c.items()} for t, c in saved["class_counts"].items()})
+    facts = dict(runs[-1]["facts"])
+    if len(runs) > 1:
+        facts["command"] = "` then `".join(saved["facts"]["command"] for saved in runs)
+        facts["commit"] = ", ".join(saved["facts"]["commit"] for saved in runs)
+    return {"records": list(cells.values()), "class_counts": counts, "panels": [], "facts": facts}
+
+
 def _facts() -> dict:
     from fink_t2.train import downstream_report as report
 
@@ -103,11 +117,9 @@ def _write_records(out: Path, facts: dict, records: list[dict], counts: dict) ->
 def cmd_downstream(args: argparse.Namespace) -> int:
     from fink_t2.train import downstream_report as report
 
-    if args.from_records is not None:  # re-render the docs of a finished (or cut) run, without t-SNE
-        saved = json.loads(args.from_records.read_text())
-        result = {"records": saved["records"], "panels": [],
-                  "class_counts": {t: {int(k): v for k, v in c.items()} for t, c in saved["class_counts"].items()}}
-        facts = saved["facts"]
+    if args.from_records:  # re-render the docs of finished (or cut) runs, without t-SNE
+        result = merge_records([json.loads(p.read_text()) for p in args.from_records])
+        facts = result["facts"]
     else:
         result = run(args)
         facts = result["facts"]
@@ -141,7 +153,8 @@ def add_downstream_parsers(subparsers) -> None:
     p.add_argument("--docs", type=Path, default=DOCS, help="folder of the .md and .png written")
     p.add_argument("--out", type=Path, default=OUT_DIR, help="folder of records.json")
     p.add_argument("--no-tsne", action="store_true")
-    p.add_argument("--from-records", type=Path, help="write the docs from this records.json instead of running")
+    p.add_argument("--from-records", type=Path, nargs="+", help="write the docs from these records.json (later "
+                   "files replace the same cells of earlier ones) instead of running")
     p.set_defaults(handler=cmd_downstream)
     add_finetune_parser(subparsers)
 

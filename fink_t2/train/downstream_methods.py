@@ -7,6 +7,7 @@ weights again.
 """
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass, field
 from typing import Callable
@@ -66,9 +67,11 @@ def _n_classes(ctx: Context) -> int:
 
 
 def features_logreg(ctx: Context, split: Split, seed: int) -> np.ndarray:
-    """The science report's feature baseline (GP features → logistic regression) on train ∪ val."""
-    labelled = np.concatenate([split.train, split.val])
-    model = FeatureBaseline.fit(ctx.task.prepared.subset(labelled), seed=seed)
+    """The science report's feature baseline (GP features → logistic regression) on train ∪ val,
+    each class weighted equally (the heads' loss does the same; macro-F1 counts classes equally)."""
+    labelled = ctx.task.prepared.subset(np.concatenate([split.train, split.val]))
+    balanced = dataclasses.replace(labelled, weight=heads.balanced_weights(labelled.label).astype(np.float64))
+    model = FeatureBaseline.fit(balanced, seed=seed)  # class-balanced, as the heads' loss
     return model.predict(ctx.task.prepared.subset(split.test))[:, :_n_classes(ctx)]
 
 

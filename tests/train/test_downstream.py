@@ -244,3 +244,26 @@ def test_labelled_csv_errors_are_clear(tmp_path):
     (tmp_path / "lc.csv").write_text("object_id,mjd,band,mag,magerr\na,1,g,20,0.1\na,2,i,20,0.1\n")
     with pytest.raises(ValueError, match="no labelled object with ≥ 5 g/r points"):
         read_labelled_csv(tmp_path / "lc.csv", tmp_path / "labels.csv")
+
+
+def test_feature_baseline_weights_every_class_equally(plasticc_small, monkeypatch):
+    """The baseline is fitted class-balanced, as the heads are (it was fitted one weight per object:
+    at SPC 500 the BTS SN Ia outnumber SLSN 30 to 1 and it answered SN Ia)."""
+    from fink_t2.train import downstream_methods as methods
+
+    seen = {}
+    real_fit = methods.FeatureBaseline.fit
+
+    def spy(train, *args, **kwargs):
+        seen["train"] = train
+        return real_fit(train, *args, **kwargs)
+
+    monkeypatch.setattr(methods.FeatureBaseline, "fit", staticmethod(spy))
+    task = plasticc_small
+    split = downstream.make_splits(task, spc_values=(1000,), n_folds=1)[0]
+    labelled = task.label[np.concatenate([split.train, split.val])]
+    assert np.bincount(labelled).max() > 4 * np.bincount(labelled)[np.bincount(labelled) > 0].min()  # imbalanced
+    methods.METHODS["features + LR"](methods.Context(task, raw_inputs={}, encoders={}), split, seed=0)
+    train = seen["train"]
+    per_class = [train.weight[train.label == c].sum() for c in np.unique(train.label)]
+    np.testing.assert_allclose(per_class, np.mean(per_class), rtol=1e-6)
