@@ -80,11 +80,32 @@ def run(args: argparse.Namespace) -> dict:
         task = downstream.load_task(name, args.max_objects, args.seed)
         splits = downstream.make_splits(task, args.spc, args.folds, args.seed)
         ctx = build_context(task, keys, args.encoder, args.v0, args.seed)
-        records += methods.run_cells(ctx, chosen, splits, args.seed, progress=lambda line: print(line, flush=True))
         counts[name] = _labelled_counts(task, splits)
-        panels += _tsne_panels(ctx)
-        _write_records(args.out, facts, records, counts)  # a run cut short keeps the tasks it finished
+        for method in chosen:  # records written after each method: a run cut short keeps what it finished
+            records += methods.run_cells(ctx, [method], splits, args.seed,
+                                         progress=lambda line: print(line, flush=True))
+            _write_records(args.out, facts, records, counts)
+        task_panels = _tsne_panels(ctx)
+        _save_panels(args.out / f"embeddings-{name}.npz", task_panels)
+        panels += task_panels
     return {"records": records, "class_counts": counts, "panels": panels, "facts": facts}
+
+
+def _save_panels(path: Path, panels: list[tuple]) -> None:
+    """The pooled embeddings of the t-SNE panels, so ``--from-records`` can draw them again."""
+    arrays = {}
+    for k, (title, x, y, names) in enumerate(panels):
+        arrays.update({f"title{k}": np.array(title), f"x{k}": x, f"y{k}": y, f"names{k}": np.array(names)})
+    np.savez_compressed(path, **arrays)
+
+
+def load_panels(path: Path) -> list[tuple]:
+    """The panels saved by :func:`_save_panels` (empty when the file is absent)."""
+    if not path.is_file():
+        return []
+    with np.load(path) as z:
+        n = sum(1 for key in z.files if key.startswith("title"))
+        return [(str(z[f"title{k}"]), z[f"x{k}"], z[f"y{k}"], tuple(z[f"names{k}"].tolist())) for k in range(n)]
 
 
 def merge_records(runs: list[dict]) -> dict:
@@ -117,8 +138,10 @@ def _write_records(out: Path, facts: dict, records: list[dict], counts: dict) ->
 def cmd_downstream(args: argparse.Namespace) -> int:
     from fink_t2.train import downstream_report as report
 
-    if args.from_records:  # re-render the docs of finished (or cut) runs, without t-SNE
+    if args.from_records:  # re-render the docs of finished (or cut) runs (t-SNE from their saved embeddings)
         result = merge_records([json.loads(p.read_text()) for p in args.from_records])
+        for path in args.from_records:
+            result["panels"] += [p for f in sorted(path.parent.glob("embeddings-*.npz")) for p in load_panels(f)]
         facts = result["facts"]
     else:
         result = run(args)
