@@ -184,8 +184,10 @@ def encoder_note(encoder_dir: Path | None) -> str:
     state_file = Path(encoder_dir) / "pretrain.json"
     state = json.loads(state_file.read_text()) if state_file.is_file() else {}
     cfg = state.get("config", {})
+    stopped = state.get("stopped") or "not stopped when this copy was taken: an intermediate checkpoint"
     return (f"*ours* = the two-band encoder pretrained by `fink-t2 pretrain` in `{Path(encoder_dir).name}` "
-            f"(d_model {cfg.get('d_model')}, {cfg.get('layers')} layers, window {cfg.get('max_obs')}; best hold-out "
+            f"({len(state.get('history', []))} epochs logged, {stopped}; "
+            f"d_model {cfg.get('d_model')}, {cfg.get('layers')} layers, window {cfg.get('max_obs')}; best hold-out "
             f"RMSE {state.get('best_val_rmse', float('nan')):.4f} at epoch {state.get('best_epoch')}, mean baseline "
             f"{state.get('baseline_val_rmse', float('nan')):.4f}); *random twoband* = the same architecture with "
             "random weights, the control.")
