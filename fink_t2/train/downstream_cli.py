@@ -59,9 +59,10 @@ def _labelled_counts(task: downstream.Task, splits) -> dict[int, dict[str, int]]
 
 
 def _tsne_panels(ctx) -> list[tuple]:
+    """(title, pooled embeddings, labels, class names) of ours and v0, those already computed."""
     panels = []
     for key in ("ours", "v0"):
-        if key in ctx.encoders:
+        if key in ctx.encoders and ctx.encoders[key]._pooled is not None:
             view = ctx.encoders[key]
             panels.append((f"{ctx.task.name}: {view.label}, mean-pooled", view.pooled, ctx.task.label,
                            ctx.task.class_names))
@@ -85,9 +86,8 @@ def run(args: argparse.Namespace) -> dict:
             records += methods.run_cells(ctx, [method], splits, args.seed,
                                          progress=lambda line: print(line, flush=True))
             _write_records(args.out, facts, records, counts)
-        task_panels = _tsne_panels(ctx)
-        _save_panels(args.out / f"embeddings-{name}.npz", task_panels)
-        panels += task_panels
+            _save_panels(args.out / f"embeddings-{name}.npz", _tsne_panels(ctx))
+        panels += _tsne_panels(ctx)
     return {"records": records, "class_counts": counts, "panels": panels, "facts": facts}
 
 
