@@ -5,6 +5,7 @@ Register with ``add_downstream_parsers(sub)``; handlers take ``args`` and return
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import shlex
 import sys
@@ -263,7 +264,7 @@ def cmd_finetune(args: argparse.Namespace) -> int:
     model = heads.finetuned(encoder, args.head, len(class_names))
     config = heads.FINETUNE_FIT if args.finetune else heads.HEAD_FIT
     heads.fit(model, view.rows(train), label[train], view.rows(val), label[val],
-              heads.FitConfig(config.epochs, config.patience, config.batch_size, config.learning_rate, args.seed))
+              dataclasses.replace(config, seed=args.seed))
     val_f1 = metrics.macro_f1(label[val], heads.predict_proba(model, view.rows(val))) if len(val) else float("nan")
     args.out.mkdir(parents=True, exist_ok=True)
     weights = args.out / "classifier.weights.h5"

@@ -35,12 +35,15 @@ class FitConfig:
     batch_size: int = 64
     learning_rate: float = 1e-3
     seed: int = 0
+    #: early stopping watches from this epoch on: a few-object validation slice can rate the untrained
+    #: epoch-1 weights best, and restoring them answered one class for every object
+    min_epochs: int = 5
 
 
 HEAD_FIT = FitConfig()
 #: fine-tuning and the LSTM are the CPU cost of the table: capped so the whole table fits the shared 2-core machine
-FINETUNE_FIT = FitConfig(epochs=5, patience=2, batch_size=64, learning_rate=3e-4)
-LSTM_FIT = FitConfig(epochs=12, patience=3, batch_size=64, learning_rate=1e-3)
+FINETUNE_FIT = FitConfig(epochs=5, patience=2, batch_size=64, learning_rate=3e-4, min_epochs=2)
+LSTM_FIT = FitConfig(epochs=12, patience=3, batch_size=64, learning_rate=1e-3, min_epochs=3)
 
 
 def _mlp(x, n_classes: int):
@@ -123,7 +126,7 @@ def fit(model, x_train, y_train: np.ndarray, x_val, y_val: np.ndarray, config: F
                   loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     has_val = len(y_val) > 0
     stop = keras.callbacks.EarlyStopping(monitor="val_loss" if has_val else "loss", patience=config.patience,
-                                         restore_best_weights=True)
+                                         restore_best_weights=True, start_from_epoch=config.min_epochs)
     validation = (x_val, y_val, balanced_weights(y_val)) if has_val else None
     model.fit(x_train, y_train, sample_weight=balanced_weights(y_train), validation_data=validation,
               epochs=config.epochs, batch_size=config.batch_size, callbacks=[stop], verbose=0, shuffle=True)

@@ -87,12 +87,18 @@ def raw_lstm(ctx: Context, split: Split, seed: int) -> np.ndarray:
 
 
 def _with_seed(config: heads.FitConfig, seed: int) -> heads.FitConfig:
-    return heads.FitConfig(config.epochs, config.patience, config.batch_size, config.learning_rate, seed)
+    return dataclasses.replace(config, seed=seed)
+
+
+def _standardised(x: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """``x`` z-scored per dimension with the mean and std of ``rows`` (the training objects)."""
+    mean, std = x[rows].mean(axis=0), x[rows].std(axis=0)
+    return ((x - mean) / np.maximum(std, 1e-6)).astype(np.float32)
 
 
 def frozen_mlp(view: EncoderView, ctx: Context, split: Split, seed: int) -> np.ndarray:
-    """MLP on the mean-pooled embeddings of the frozen encoder."""
-    x, y = view.pooled, ctx.task.label
+    """MLP on the mean-pooled embeddings of the frozen encoder, z-scored on the training objects."""
+    x, y = _standardised(view.pooled, split.train), ctx.task.label
     model = heads.pooled_mlp(x.shape[1], _n_classes(ctx))
     heads.fit(model, x[split.train], y[split.train], x[split.val], y[split.val], _with_seed(heads.HEAD_FIT, seed))
     return heads.predict_proba(model, x[split.test])
