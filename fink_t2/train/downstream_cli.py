@@ -154,7 +154,8 @@ def cmd_downstream(args: argparse.Namespace) -> int:
     notes = report.notes(args.encoder)
     doc = report.write_markdown(args.docs / "astromer-downstream.md", summary, facts, notes,
                                 result["class_counts"], [str(f) for f in figures])
-    print(f"wrote {doc}, " + ", ".join(str(f) for f in figures) + f", {args.out / 'records.json'}")
+    records = "" if args.from_records else f", {args.out / 'records.json'}"
+    print(f"wrote {doc}, " + ", ".join(str(f) for f in figures) + records)
     return 0
 
 
