@@ -109,6 +109,17 @@ def load_panels(path: Path) -> list[tuple]:
         return [(str(z[f"title{k}"]), z[f"x{k}"], z[f"y{k}"], tuple(z[f"names{k}"].tolist())) for k in range(n)]
 
 
+def majority_macro_f1(task: downstream.Task, seed: int = 0) -> float:
+    """Macro-F1 of answering the most common training class for every test object (fold 0): the floor."""
+    from fink_t2.train import metrics
+
+    split = downstream.make_splits(task, (max(downstream.SPC_VALUES),), 1, seed)[0]
+    majority = np.bincount(task.label[~np.isin(np.arange(len(task)), split.test)]).argmax()
+    probs = np.zeros((len(split.test), len(task.class_names)))
+    probs[:, majority] = 1.0
+    return metrics.macro_f1(task.label[split.test], probs)
+
+
 def merge_records(runs: list[dict]) -> dict:
     """Records of several runs: a later run's cell (task, method, fold, SPC) replaces an earlier one's."""
     cells, counts = {}, {}
@@ -148,10 +159,13 @@ def cmd_downstream(args: argparse.Namespace) -> int:
         result = run(args)
         facts = result["facts"]
     summary = report.summarise(result["records"])
+    tasks = list(dict.fromkeys(r["task"] for r in result["records"]))
+    reference = {name: majority_macro_f1(downstream.load_task(name, args.max_objects, args.seed), args.seed)
+                 for name in tasks}
     figures = [report.plot_curves(summary, args.docs / "astromer-downstream.png")]
     if result["panels"] and not args.no_tsne:
         figures.append(report.plot_embeddings(result["panels"], args.docs / "astromer-embeddings.png", args.seed))
-    notes = report.notes(args.encoder)
+    notes = report.notes(args.encoder, reference)
     doc = report.write_markdown(args.docs / "astromer-downstream.md", summary, facts, notes,
                                 result["class_counts"], [str(f) for f in figures])
     records = "" if args.from_records else f", {args.out / 'records.json'}"

@@ -195,12 +195,17 @@ def encoder_note(encoder_dir: Path | None) -> str:
             "random weights, the control.")
 
 
-def notes(encoder_dir: Path | None) -> list[str]:
-    """The fixed facts of the set-up (data, splits, heads), with the encoder used."""
+def notes(encoder_dir: Path | None, majority: dict[str, float] | None = None) -> list[str]:
+    """The fixed facts of the set-up (data, splits, heads), with the encoder used and the floors
+    ``majority`` (task → macro-F1 of answering the most common class)."""
     from fink_t2.train import downstream, downstream_heads as heads
 
+    floors = ", ".join(f"{task} {value:.3f}" for task, value in (majority or {}).items())
     return [
         encoder_note(encoder_dir),
+        f"Floor: answering the most common class for every test object scores macro-F1 {floors}. A cell at or "
+        "below it is a head that collapsed to one or two classes (seen in fine-tuned rows: ≤ 5 epochs at lr 3e-4 "
+        "from an untrained head, the CPU cap, are too few), not a measure of the representation.",
         "Data: g/r magnitudes from fluxes at S/N ≥ 3 (`pretrain_data.flux_to_mag`, the pretraining corpus' "
         f"converter), curves with ≥ {downstream.MIN_POINTS} points, classes with ≥ {downstream.MIN_CLASS_OBJECTS} "
         "such objects (PLAsTiCC KN keeps one and is left out). Every method sees the same points; the feature "
