@@ -130,7 +130,7 @@ def merge_records(runs: list[dict]) -> dict:
     facts = dict(runs[-1]["facts"])
     if len(runs) > 1:
         facts["command"] = "` then `".join(saved["facts"]["command"] for saved in runs)
-        facts["commit"] = ", ".join(saved["facts"]["commit"] for saved in runs)
+        facts["commit"] = ", ".join(dict.fromkeys(saved["facts"]["commit"] for saved in runs))
     return {"records": list(cells.values()), "class_counts": counts, "panels": [], "facts": facts}
 
 

@@ -95,6 +95,7 @@ def plot_curves(summary: pd.DataFrame, out: Path) -> Path:
                         label=method)
         ax.set_xscale("log")
         ax.set_xticks(sorted(part["spc"].unique()), [str(s) for s in sorted(part["spc"].unique())])
+        ax.tick_params(axis="x", which="minor", bottom=False, labelbottom=False)
         ax.set_xlabel("labelled objects per class")
         ax.set_ylabel("macro-F1 (test)")
         ax.set_title(task)
@@ -125,9 +126,11 @@ def plot_embeddings(panels: list[tuple[str, np.ndarray, np.ndarray, tuple[str, .
     for ax, (title, x, y, names) in zip(axes[0], panels):
         keep = np.sort(rng.choice(len(x), min(len(x), TSNE_MAX_POINTS), replace=False))
         xy = tsne_2d(x[keep], seed)
+        colours = plt.get_cmap("tab20")  # 20 distinct colours: PLAsTiCC has 13 classes here
         for k in np.unique(y[keep]):
             sel = y[keep] == k
-            ax.scatter(xy[sel, 0], xy[sel, 1], s=5, alpha=0.7, label=f"{names[k]} ({int(sel.sum())})")
+            ax.scatter(xy[sel, 0], xy[sel, 1], s=5, alpha=0.7, color=colours(int(k) % 20),
+                       label=f"{names[k]} ({int(sel.sum())})")
         ax.set_title(title, fontsize=10)
         ax.set_xticks([])
         ax.set_yticks([])
