@@ -18,7 +18,7 @@ import numpy as np
 from fink_t2.astromer.inputs import EncoderBatch, LightCurve, batch_twoband, batch_v0
 from fink_t2.config import package_file
 from fink_t2.contract import ASTROMER_INPUT_CONTRACTS, ASTROMER_SHIPPED_ENCODER_ID
-from fink_t2.science.model import ModelError, _interpreter_class, sha256_of
+from fink_t2.science.model import ModelError, _interpreter_class, read_tflite_metadata, verified_sha256
 
 DEFAULT_ENCODER = package_file("data", "models") / f"{ASTROMER_SHIPPED_ENCODER_ID}.tflite"
 #: Windows per invoke. Measured (LiteRT 2.3.0, 1 thread, XNNPACK, a loaded 2-core machine), two-band
@@ -38,14 +38,8 @@ class EncoderError(ModelError):
 def read_encoder_metadata(path: Path) -> dict:
     """The metadata JSON beside ``path``, with its keys checked."""
     meta_file = path.with_suffix(".json")
-    if not path.is_file():
-        raise EncoderError(f"encoder file not found: {path}")
-    if not meta_file.is_file():
-        raise EncoderError(f"encoder metadata not found: {meta_file} (expected beside the encoder)")
-    meta = json.loads(meta_file.read_text())
-    for key in ("encoder_id", "sha256", "config", "input_contract", "inputs", "output"):
-        if key not in meta:
-            raise EncoderError(f"{meta_file}: missing key {key!r}")
+    meta = read_tflite_metadata(path, "encoder", ("encoder_id", "sha256", "config", "input_contract", "inputs", "output"),
+                                EncoderError)
     if meta["input_contract"] not in _WINDOW_BUILDERS:
         raise EncoderError(f"{meta_file}: unknown input_contract {meta['input_contract']!r}")
     if set(meta["inputs"]) != set(INPUT_ROLES):
@@ -68,10 +62,7 @@ class Encoder:
         """The process-wide encoder for ``path`` (default: the shipped two-band encoder), sha256-checked."""
         model_path = Path(path if path is not None else DEFAULT_ENCODER).resolve()
         meta = read_encoder_metadata(model_path)
-        digest = sha256_of(model_path)
-        if digest != meta["sha256"]:
-            raise EncoderError(f"sha256 mismatch for {model_path}: file {digest}, metadata {meta['sha256']}")
-        key = (str(model_path), digest)
+        key = (str(model_path), verified_sha256(model_path, meta, EncoderError))
         with _CACHE_LOCK:
             if key not in _CACHE:
                 interpreter = _interpreter_class()(model_path=str(model_path), num_threads=num_threads)

@@ -59,17 +59,35 @@ def metadata_path(model_path: Path) -> Path:
     return model_path.with_suffix(".json")
 
 
+def read_tflite_metadata(path: Path, kind: str, required_keys: tuple[str, ...],
+                         error: type[ModelError] = ModelError) -> dict:
+    """The metadata JSON beside a TFLite ``kind`` file ("model", "encoder"): both files must exist and
+    the JSON hold ``required_keys``; otherwise ``error``."""
+    meta_file = metadata_path(path)
+    if not path.is_file():
+        raise error(f"{kind} file not found: {path}")
+    if not meta_file.is_file():
+        raise error(f"{kind} metadata not found: {meta_file} (expected beside the {kind})")
+    meta = json.loads(meta_file.read_text())
+    for key in required_keys:
+        if key not in meta:
+            raise error(f"{meta_file}: missing key {key!r}")
+    return meta
+
+
+def verified_sha256(path: Path, meta: dict, error: type[ModelError] = ModelError) -> str:
+    """The sha256 of ``path``, which must equal ``meta["sha256"]`` (else ``error``)."""
+    digest = sha256_of(path)
+    if digest != meta["sha256"]:
+        raise error(f"sha256 mismatch for {path}: file {digest}, metadata {meta['sha256']}")
+    return digest
+
+
 def read_metadata(model_path: Path) -> dict:
     """Load and check the metadata of a model: contract fields must match ``contract``."""
     meta_file = metadata_path(model_path)
-    if not model_path.is_file():
-        raise ModelError(f"model file not found: {model_path}")
-    if not meta_file.is_file():
-        raise ModelError(f"model metadata not found: {meta_file} (expected beside the model)")
-    meta = json.loads(meta_file.read_text())
-    for key in ("model_id", "sha256", "class_names", "bands", "grid_length", "scaling", "input"):
-        if key not in meta:
-            raise ModelError(f"{meta_file}: missing key {key!r}")
+    meta = read_tflite_metadata(model_path, "model",
+                                ("model_id", "sha256", "class_names", "bands", "grid_length", "scaling", "input"))
     if tuple(meta["class_names"]) != CLASS_NAMES:
         raise ModelError(f"{meta_file}: class_names differ from the t2 contract order")
     if tuple(meta["bands"]) != BANDS or meta["grid_length"] != GRID_LENGTH:
@@ -150,10 +168,7 @@ def load_model(path: str | os.PathLike | None = None, num_threads: int = 1,
     model_path = Path(path) if path is not None else DEFAULT_MODEL
     model_path = model_path.resolve()
     meta = read_metadata(model_path)
-    digest = sha256_of(model_path)
-    if digest != meta["sha256"]:
-        raise ModelError(f"sha256 mismatch for {model_path}: file {digest}, metadata {meta['sha256']}")
-    key = (str(model_path), digest)
+    key = (str(model_path), verified_sha256(model_path, meta))
     with _CACHE_LOCK:
         if key not in _CACHE:
             interpreter = _interpreter_class()(model_path=str(model_path), num_threads=num_threads)
