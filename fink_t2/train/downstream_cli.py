@@ -282,7 +282,7 @@ def _train_val(label: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
     return tuple(np.sort(np.concatenate([p[i] for p in parts])) for i in (0, 1))
 
 
-def _fit_keras(args, curves, label, train, val) -> tuple[object, object, dict]:
+def _fit_keras(args, curves, label, class_names, train, val) -> tuple[object, object, dict]:
     """Encoder of a pretraining / v0 folder + the ``--head`` MLP (encoder frozen unless ``--finetune``):
     the model, its inputs and what the JSON says of it (no stream head: its embeddings are tf_keras's)."""
     from fink_t2.train import downstream_heads as heads
@@ -290,7 +290,7 @@ def _fit_keras(args, curves, label, train, val) -> tuple[object, object, dict]:
     view = _encoder_view(curves, args.encoder)
     encoder = view.make_encoder()
     encoder.trainable = args.finetune
-    model = heads.finetuned(encoder, args.head, int(label.max()) + 1)
+    model = heads.finetuned(encoder, args.head, len(class_names))
     config = heads.FINETUNE_FIT if args.finetune else heads.HEAD_FIT
     heads.fit(model, view.rows(train), label[train], view.rows(val), label[val],
               dataclasses.replace(config, seed=args.seed))
@@ -302,7 +302,7 @@ def _fit_keras(args, curves, label, train, val) -> tuple[object, object, dict]:
     return model, view.inputs, about
 
 
-def _fit_on_tflite(args, curves, label, train, val) -> tuple[object, np.ndarray, dict]:
+def _fit_on_tflite(args, curves, label, class_names, train, val) -> tuple[object, np.ndarray, dict]:
     """The pooled MLP on z-scored LiteRT pooled embeddings of the ``.tflite`` ``--encoder`` (the stream's
     numbers): the model, its z-scored inputs and its JSON facts; the head is also saved as ``STREAM_HEAD``."""
     from fink_t2.astromer.encoder import Encoder
@@ -318,15 +318,19 @@ def _fit_on_tflite(args, curves, label, train, val) -> tuple[object, np.ndarray,
     pooled = encoder.pooled(encoder.windows(enc.light_curves(curves)))
     mean, scale = standardisation(pooled, train)
     x = ((pooled - mean) / scale).astype(np.float32)
-    model = heads.pooled_mlp(x.shape[1], int(label.max()) + 1)
+    model = heads.pooled_mlp(x.shape[1], len(class_names))
     heads.fit(model, x[train], label[train], x[val], label[val], dataclasses.replace(heads.HEAD_FIT, seed=args.seed))
     layers, arrays = heads.dense_head_layers(model, mean, scale)
     head = save_head(args.out / STREAM_HEAD, layers, arrays, head_id=f"{args.out.name}-{encoder.encoder_id}",
-                     class_names=stream_class_names(args.task, args.class_names), encoder_sha256=encoder.meta["sha256"],
-                     encoder_id=encoder.encoder_id, trained_on=args.trained_on)
+                     class_names=stream_class_names(args.task, class_names), encoder_sha256=encoder.meta["sha256"],
+                     encoder_id=encoder.encoder_id, trained_on=_trained_on(args))
     about = {"encoder_label": encoder.encoder_id, "encoder_sha256": encoder.meta["sha256"], "inputs": ["pooled"],
              "max_obs": encoder.max_obs, "stream_head": head.name}
     return model, x, about
+
+
+def _trained_on(args) -> str:
+    return f"task {args.task}" if args.task else f"{args.light_curves} labelled by {args.labels}"
 
 
 def _rows(inputs, index: np.ndarray):
@@ -342,10 +346,8 @@ def cmd_finetune(args: argparse.Namespace) -> int:
     curves, label, class_names = _task_data(args)
     train, val = _train_val(label, args.seed)
     args.out.mkdir(parents=True, exist_ok=True)
-    args.class_names = class_names
-    args.trained_on = f"task {args.task}" if args.task else f"{args.light_curves} labelled by {args.labels}"
     fit = _fit_on_tflite if args.encoder.suffix == ".tflite" else _fit_keras
-    model, inputs, about = fit(args, curves, label, train, val)
+    model, inputs, about = fit(args, curves, label, class_names, train, val)
     val_f1 = (metrics.macro_f1(label[val], heads.predict_proba(model, _rows(inputs, val))) if len(val)
               else float("nan"))
     weights = args.out / "classifier.weights.h5"
