@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from fink_t2.astromer.encoder import DEFAULT_ENCODER
 from fink_t2.config import REPO_ROOT
 from fink_t2.train import downstream
 
@@ -262,36 +263,104 @@ def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def cmd_finetune(args: argparse.Namespace) -> int:
-    """Train one classifier (encoder + pooled MLP head) on labelled light curves; save weights + JSON."""
-    from fink_t2.train import downstream_heads as heads
-    from fink_t2.train import downstream_report as report
-    from fink_t2.train import metrics
+#: BTS task class → t2 class of the same objects (``contract.CLASS_NAMES``), so ``t2_snia`` and the SN Ia
+#: filter work with a BTS head; "SLSN" (SLSN-I and -II) and "other" have no t2 equivalent and keep their names.
+T2_NAME_OF_BTS = {"SN Ia": "SNIa", "SN II": "SNII", "SN Ibc": "SNIbc"}
+STREAM_HEAD = "head.npz"
 
-    curves, label, class_names = _task_data(args)
-    view = _encoder_view(curves, args.encoder)
-    rng = np.random.default_rng(args.seed)
+
+def stream_class_names(task: str | None, class_names: tuple[str, ...]) -> list[str]:
+    """The class names a stream head is written with: t2's names for the BTS task's classes that have one."""
+    return [T2_NAME_OF_BTS.get(c, c) if task == "bts" else c for c in class_names]
+
+
+def _train_val(label: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Seeded per-class split of the labelled objects into training and early-stopping rows."""
+    rng = np.random.default_rng(seed)
     parts = [downstream._labelled(rng.permutation(np.flatnonzero(label == c)), len(label), downstream.VAL_FRACTION)
              for c in np.unique(label)]
-    train, val = (np.sort(np.concatenate([p[i] for p in parts])) for i in (0, 1))
+    return tuple(np.sort(np.concatenate([p[i] for p in parts])) for i in (0, 1))
+
+
+def _fit_keras(args, curves, label, class_names, train, val) -> tuple[object, object, dict]:
+    """Encoder of a pretraining / v0 folder + the ``--head`` MLP (encoder frozen unless ``--finetune``):
+    the model, its inputs and what the JSON says of it (no stream head: its embeddings are tf_keras's)."""
+    from fink_t2.train import downstream_heads as heads
+
+    view = _encoder_view(curves, args.encoder)
     encoder = view.make_encoder()
     encoder.trainable = args.finetune
     model = heads.finetuned(encoder, args.head, len(class_names))
     config = heads.FINETUNE_FIT if args.finetune else heads.HEAD_FIT
     heads.fit(model, view.rows(train), label[train], view.rows(val), label[val],
               dataclasses.replace(config, seed=args.seed))
-    val_f1 = metrics.macro_f1(label[val], heads.predict_proba(model, view.rows(val))) if len(val) else float("nan")
+    reason = ("the stream runs only dense heads on mean-pooled embeddings of a frozen encoder"
+              if args.finetune or args.head != "mean" else
+              "the embeddings came from a tf_keras encoder, not the .tflite the stream runs: give --encoder a .tflite")
+    about = {"encoder_label": view.label, "inputs": sorted(view.inputs),
+             "max_obs": int(view.inputs["times"].shape[1]), "stream_head": None, "no_stream_head_because": reason}
+    return model, view.inputs, about
+
+
+def _fit_on_tflite(args, curves, label, class_names, train, val) -> tuple[object, np.ndarray, dict]:
+    """The pooled MLP on z-scored LiteRT pooled embeddings of the ``.tflite`` ``--encoder`` (the stream's
+    numbers): the model, its z-scored inputs and its JSON facts; the head is also saved as ``STREAM_HEAD``."""
+    from fink_t2.astromer.encoder import Encoder
+    from fink_t2.astromer.head import save_head
+    from fink_t2.train import downstream_encoders as enc
+    from fink_t2.train import downstream_heads as heads
+    from fink_t2.train.downstream_methods import standardisation
+
+    if args.finetune or args.head != "mean":
+        raise ValueError("a .tflite encoder is frozen and gives mean-pooled embeddings: --head mean without "
+                         "--finetune (attention or fine-tuning need a pretraining folder)")
+    encoder = Encoder.load(args.encoder)
+    pooled = encoder.pooled(encoder.windows(enc.light_curves(curves)))
+    mean, scale = standardisation(pooled, train)
+    x = ((pooled - mean) / scale).astype(np.float32)
+    model = heads.pooled_mlp(x.shape[1], len(class_names))
+    heads.fit(model, x[train], label[train], x[val], label[val], dataclasses.replace(heads.HEAD_FIT, seed=args.seed))
+    layers, arrays = heads.dense_head_layers(model, mean, scale)
+    head = save_head(args.out / STREAM_HEAD, layers, arrays, head_id=f"{args.out.name}-{encoder.encoder_id}",
+                     class_names=stream_class_names(args.task, class_names), encoder_sha256=encoder.meta["sha256"],
+                     encoder_id=encoder.encoder_id, trained_on=_trained_on(args))
+    about = {"encoder_label": encoder.encoder_id, "encoder_sha256": encoder.meta["sha256"], "inputs": ["pooled"],
+             "max_obs": encoder.max_obs, "stream_head": head.name}
+    return model, x, about
+
+
+def _trained_on(args) -> str:
+    return f"task {args.task}" if args.task else f"{args.light_curves} labelled by {args.labels}"
+
+
+def _rows(inputs, index: np.ndarray):
+    return inputs[index] if isinstance(inputs, np.ndarray) else {k: v[index] for k, v in inputs.items()}
+
+
+def cmd_finetune(args: argparse.Namespace) -> int:
+    """Train one classifier (encoder + pooled MLP head) on labelled light curves; save weights + JSON, and
+    with a .tflite encoder (frozen, mean-pooled) the stream head ``head.npz`` + ``head.json``."""
+    from fink_t2.train import downstream_heads as heads
+    from fink_t2.train import metrics
+
+    curves, label, class_names = _task_data(args)
+    train, val = _train_val(label, args.seed)
     args.out.mkdir(parents=True, exist_ok=True)
+    fit = _fit_on_tflite if args.encoder.suffix == ".tflite" else _fit_keras
+    model, inputs, about = fit(args, curves, label, class_names, train, val)
+    val_f1 = (metrics.macro_f1(label[val], heads.predict_proba(model, _rows(inputs, val))) if len(val)
+              else float("nan"))
     weights = args.out / "classifier.weights.h5"
     model.save_weights(str(weights))
-    meta = {"classes": list(class_names), "encoder": str(args.encoder), "encoder_label": view.label,
-            "head": args.head, "finetuned_encoder": bool(args.finetune), "inputs": sorted(view.inputs),
-            "max_obs": int(view.inputs["times"].shape[1]), "n_train": len(train), "n_val": len(val),
+    meta = {"classes": list(class_names), "encoder": str(args.encoder), "head": args.head,
+            "finetuned_encoder": bool(args.finetune), **about, "n_train": len(train), "n_val": len(val),
             "per_class": {class_names[c]: int((label == c).sum()) for c in np.unique(label)},
             "val_macro_f1": val_f1, "weights": weights.name, "weights_sha256": _sha256(weights),
             **_facts()}
     (args.out / "classifier.json").write_text(json.dumps(meta, indent=1) + "\n")
-    print(f"wrote {weights} and classifier.json: {len(train)} train / {len(val)} validation objects, "
+    stream = (f"stream head {args.out / about['stream_head']}" if about["stream_head"]
+              else f"no stream head ({about['no_stream_head_because']})")
+    print(f"wrote {weights} and classifier.json, {stream}: {len(train)} train / {len(val)} validation objects, "
           f"validation macro-F1 {val_f1:.3f}")
     return 0
 
@@ -299,13 +368,14 @@ def cmd_finetune(args: argparse.Namespace) -> int:
 def add_finetune_parser(subparsers) -> None:
     """Register ``finetune``."""
     p = subparsers.add_parser("finetune", help="train a classifier head on an encoder's embeddings, save it")
-    p.add_argument("--encoder", type=Path, required=True,
-                   help="pretraining folder (pretrain.json + best.weights.h5) or v0 checkpoint folder (conf.json)")
+    p.add_argument("--encoder", type=Path, default=DEFAULT_ENCODER,
+                   help="a .tflite encoder (default: the shipped one; also writes the stream head head.npz), "
+                   "a pretraining folder (pretrain.json + best.weights.h5) or a v0 checkpoint folder (conf.json)")
     p.add_argument("--task", choices=downstream.TASKS, help="built-in labels (BTS: its train split)")
     p.add_argument("--labels", type=Path, help="CSV object_id,label")
     p.add_argument("--light-curves", type=Path, help="CSV " + ",".join(LIGHT_CURVE_COLUMNS) + " (band g or r)")
     p.add_argument("--head", choices=("mean", "attention"), default="mean", help="pooling before the MLP")
     p.add_argument("--finetune", action="store_true", help="train the encoder too (default: frozen)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", type=Path, required=True, help="folder: classifier.weights.h5 + classifier.json")
+    p.add_argument("--out", type=Path, required=True, help="folder: classifier.weights.h5 + classifier.json (+ head.npz, head.json)")
     p.set_defaults(handler=cmd_finetune)

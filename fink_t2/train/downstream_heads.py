@@ -156,3 +156,29 @@ def predict_proba(model, x, batch_size: int = 256) -> np.ndarray:
     logits = logits - logits.max(axis=1, keepdims=True)
     p = np.exp(logits)
     return p / p.sum(axis=1, keepdims=True)
+
+
+def dense_head_layers(model, mean: np.ndarray, scale: np.ndarray) -> tuple[list[dict], dict[str, np.ndarray]]:
+    """The ``fink_t2.dense_head.v1`` layers and arrays of a :func:`pooled_mlp` ``model`` trained on inputs
+    z-scored by (``mean``, ``scale``): a ``standardize`` layer, its Dense and LayerNormalization layers
+    (Dropout is the identity at inference), the final logits Dense given the softmax."""
+    layers_mod = tf_setup.keras().layers
+    layers, arrays = [{"kind": "standardize"}], {"0.mean": mean, "0.scale": scale}
+    for layer in model.layers:
+        i = len(layers)
+        if isinstance(layer, layers_mod.Dense):
+            kernel, bias = layer.get_weights()
+            layers.append({"kind": "dense", "activation": layer.get_config()["activation"]})
+            arrays.update({f"{i}.kernel": kernel, f"{i}.bias": bias})
+        elif isinstance(layer, layers_mod.LayerNormalization):
+            if list(np.atleast_1d(layer.axis)) != [-1] and list(np.atleast_1d(layer.axis)) != [1]:
+                raise ValueError(f"{layer.name}: normalises axis {layer.axis}, the head format the last one")
+            gamma, beta = layer.get_weights()
+            layers.append({"kind": "layer_norm", "epsilon": float(layer.epsilon)})
+            arrays.update({f"{i}.gamma": gamma, f"{i}.beta": beta})
+        elif not isinstance(layer, (layers_mod.InputLayer, layers_mod.Dropout)):
+            raise ValueError(f"{layer.name}: a {type(layer).__name__} layer has no dense-head equivalent")
+    if layers[-1] != {"kind": "dense", "activation": "linear"}:
+        raise ValueError("the model must end in a linear Dense (logits)")
+    layers[-1]["activation"] = "softmax"
+    return layers, arrays

@@ -90,10 +90,19 @@ def _with_seed(config: heads.FitConfig, seed: int) -> heads.FitConfig:
     return dataclasses.replace(config, seed=seed)
 
 
+#: floor of the z-scoring scale: a dimension constant over the training objects is centred, not blown up
+MIN_SCALE = 1e-6
+
+
+def standardisation(x: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(mean, scale) per dimension of ``x[rows]`` (the training objects): x ↦ (x − mean) / scale."""
+    return x[rows].mean(axis=0), np.maximum(x[rows].std(axis=0), MIN_SCALE)
+
+
 def _standardised(x: np.ndarray, rows: np.ndarray) -> np.ndarray:
-    """``x`` z-scored per dimension with the mean and std of ``rows`` (the training objects)."""
-    mean, std = x[rows].mean(axis=0), x[rows].std(axis=0)
-    return ((x - mean) / np.maximum(std, 1e-6)).astype(np.float32)
+    """``x`` z-scored per dimension with :func:`standardisation` of ``rows``, float32."""
+    mean, scale = standardisation(x, rows)
+    return ((x - mean) / scale).astype(np.float32)
 
 
 def frozen_mlp(view: EncoderView, ctx: Context, split: Split, seed: int) -> np.ndarray:

@@ -225,6 +225,9 @@ def test_finetune_command_saves_a_reloadable_classifier(tmp_path, plasticc_small
     assert meta["classes"] == sorted(set(names))
     assert meta["n_train"] + meta["n_val"] == len(rows)
     assert meta["weights_sha256"] == hashlib.sha256((out / meta["weights"]).read_bytes()).hexdigest()
+    # the stream runs dense heads only: none written, and the JSON says why
+    assert meta["stream_head"] is None and "dense heads" in meta["no_stream_head_because"]
+    assert not (out / "head.npz").exists()
     # the saved weights rebuild the same classifier: encoder of the folder + attention head
     view = enc.ours_view(curves, folder)
     model = heads.finetuned(view.make_encoder(), "attention", len(meta["classes"]))
@@ -267,4 +270,70 @@ def test_feature_baseline_weights_every_class_equally(plasticc_small, monkeypatc
     train = seen["train"]
     per_class = [train.weight[train.label == c].sum() for c in np.unique(train.label)]
     np.testing.assert_allclose(per_class, np.mean(per_class), rtol=1e-6)
+
+
+
+def _labelled_csvs(tmp_path, task: downstream.Task, per_class: int):
+    """``per_class`` objects of each class of ``task`` as the light-curve and label CSVs of ``finetune``."""
+    import pandas as pd
+
+    rows = np.concatenate([np.flatnonzero(task.label == c)[:per_class] for c in np.unique(task.label)])
+    curves = task.curves.subset(rows)
+    owner = np.repeat(curves.object_id.astype(str), curves.n_points)
+    pd.DataFrame({"object_id": owner, "mjd": curves.mjd, "band": np.array(["g", "r"])[curves.band],
+                  "mag": curves.mag, "magerr": curves.magerr}).to_csv(tmp_path / "lc.csv", index=False)
+    names = np.array(task.class_names)[task.label[rows]]
+    pd.DataFrame({"object_id": curves.object_id.astype(str), "label": names}).to_csv(tmp_path / "labels.csv",
+                                                                                   index=False)
+    return curves, names
+
+
+@needs_tf
+def test_finetune_on_the_shipped_encoder_writes_the_stream_head(tmp_path, plasticc_small, sample_payloads):
+    import json
+
+    from fink_t2.astromer.classify import AstromerStage, classify
+    from fink_t2.astromer.encoder import DEFAULT_ENCODER, Encoder
+    from fink_t2.astromer.head import load_head
+    from fink_t2.cli import main
+    from fink_t2.config import CutsConf
+    from fink_t2.train import downstream_encoders as enc
+    from fink_t2.train import downstream_heads as heads
+
+    curves, names = _labelled_csvs(tmp_path, plasticc_small, per_class=15)
+    out = tmp_path / "head"
+    assert main(["finetune", "--labels", str(tmp_path / "labels.csv"), "--light-curves", str(tmp_path / "lc.csv"),
+                 "--head", "mean", "--out", str(out)]) == 0
+    meta = json.loads((out / "classifier.json").read_text())
+    assert meta["stream_head"] == "head.npz"
+    head = load_head(out / "head.npz")
+    encoder = Encoder.load(DEFAULT_ENCODER)
+    assert head.meta["encoder_sha256"] == encoder.meta["sha256"]
+    assert list(head.class_names) == sorted(set(names)) == ["AGN", "RRL", "SNIa"]
+    assert [layer["kind"] for layer in head.meta["layers"]] == ["standardize", "dense", "dense", "layer_norm", "dense"]
+    # the numpy head on the LiteRT pooled embeddings = the saved Keras head on the same embeddings z-scored.
+    # Keras runs float32 (unit roundoff 6e-8) through dot products of ≤ 256 terms in 4 layers: ≤ ~6e-5
+    # relative on O(1) logits, and a probability moves by at most half a logit's change → atol 1e-4.
+    pooled = encoder.pooled(encoder.windows(enc.light_curves(curves)))
+    mean, scale = head.arrays["0.mean"], head.arrays["0.scale"]
+    model = heads.pooled_mlp(pooled.shape[1], len(head.class_names))
+    model.load_weights(str(out / meta["weights"]))
+    keras_probs = heads.predict_proba(model, ((pooled - mean) / scale).astype(np.float32))
+    np.testing.assert_allclose(head.predict(pooled), keras_probs, atol=1e-4, rtol=0)
+    # the stream's astromer stage with that head on the sample alerts: valid probabilities, t2_snia set
+    table = classify(sample_payloads, AstromerStage(encoder, head, False), None, CutsConf(stellar_counterpart=False))
+    ok = table[table.t2_status == "ok"]
+    assert len(ok) > 0
+    probs = np.array([list(p.values()) for p in ok.t2_probs])
+    assert ((probs >= 0) & (probs <= 1)).all()
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-6)
+    np.testing.assert_array_equal(ok.t2_snia.to_numpy(dtype=float), probs[:, head.class_names.index("SNIa")])
+
+
+def test_bts_heads_carry_t2_class_names():
+    from fink_t2.train.downstream_cli import stream_class_names
+    from fink_t2.train.labels import BTS_TASK_CLASSES
+
+    assert stream_class_names("bts", BTS_TASK_CLASSES) == ["SNIa", "SNII", "SNIbc", "SLSN", "other"]
+    assert stream_class_names("plasticc", ("SNIa", "RRL")) == ["SNIa", "RRL"]
 
