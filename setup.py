@@ -56,7 +56,7 @@ setup(
         "test": ["pytest>=8", "hypothesis>=6.100", "pyyaml>=6,<7", *BENCH, *MONITORING],
         # tf-keras and tfmot need --no-deps next to tensorflow-cpu: `make train-venv` installs them, and
         # (--no-deps too) ASTROMER 0.1.8 + tensorboard, the oracle of the v0 test; joblib is imported by it
-        "train": ["tensorflow-cpu==2.21.0", "dm-tree", "mock", "joblib", "scipy>=1.11", *PLOT],
+        "train": ["tensorflow-cpu==2.21.0", "dm-tree", "mock", "joblib", "scikit-learn>=1.4,<2", "scipy>=1.11", *PLOT],
     },
     entry_points={"console_scripts": ["fink-t2=fink_t2.cli:main"]},
 )

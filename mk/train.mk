@@ -26,7 +26,7 @@ T2TRAIN := FINK_T2_TRAIN_THREADS=1 $(TASKSET) $(PY) -m fink_t2.train -v
 # sphinx, seaborn, pytest and an unbounded tensorflow, but its encoder path imports only tensorboard
 # (event_accumulator, also --no-deps), pandas, joblib, requests and tqdm.
 train-venv: venv
-	$(PY) -m pip install $(PIP_FLAGS) tensorflow-cpu==2.21.0 dm-tree mock joblib
+	$(PY) -m pip install $(PIP_FLAGS) tensorflow-cpu==2.21.0 dm-tree mock joblib "scikit-learn>=1.4,<2"  # the feature baseline (train/baseline.py)
 	$(PY) -m pip install $(PIP_FLAGS) --no-deps tf-keras==2.21.0 tensorflow-model-optimization==0.8.1
 	$(PY) -m pip install $(PIP_FLAGS) --no-deps ASTROMER==0.1.8 tensorboard==2.21.0
 	$(PY) -c "import ai_edge_litert.interpreter, tf_keras, tensorflow_model_optimization"

@@ -73,8 +73,12 @@ def _tsne_panels(ctx) -> list[tuple]:
 
 def run(args: argparse.Namespace) -> dict:
     """Every (task, method, fold, SPC) cell; the records, labelled counts and t-SNE panels."""
-    from fink_t2.train import downstream_methods as methods
+    from fink_t2.train import downstream_methods as methods  # scipy, scikit-learn: imported when the command runs
 
+    args.methods = args.methods or list(methods.METHODS)
+    unknown = [k for k in args.methods if k not in methods.METHODS]
+    if unknown:
+        raise ValueError(f"unknown method(s) {', '.join(unknown)}; known: {'; '.join(methods.METHODS)}")
     keys = [k for k in args.methods if args.encoder is not None or methods.METHODS[k].encoder != "random"]
     chosen = [methods.METHODS[k] for k in keys]  # without a pretrained encoder, "ours" is the random one
     facts = _facts()  # at the start: the commit and date the cells were computed with
@@ -176,12 +180,10 @@ def cmd_downstream(args: argparse.Namespace) -> int:
 
 def add_downstream_parsers(subparsers) -> None:
     """Register ``downstream`` and ``finetune``."""
-    from fink_t2.train.downstream_methods import METHODS
-
     p = subparsers.add_parser("downstream", help="few-label classification table (ASTROMER Fig. 9) into docs")
     p.add_argument("--tasks", nargs="+", choices=downstream.TASKS, default=list(downstream.TASKS))
-    p.add_argument("--methods", nargs="+", choices=list(METHODS), default=list(METHODS), metavar="METHOD",
-                   help="default: all of " + "; ".join(METHODS))
+    p.add_argument("--methods", nargs="+", default=None, metavar="METHOD",
+                   help="default: all (names: `fink_t2.train.downstream_methods.METHODS`, listed in docs/astromer-downstream.md)")
     p.add_argument("--spc", nargs="+", type=int, default=list(downstream.SPC_VALUES),
                    help="labelled objects per class (default %(default)s)")
     p.add_argument("--folds", type=int, default=downstream.N_FOLDS)

@@ -67,3 +67,15 @@ def test_cases_decode_alike_in_process_and_accepted_ones_enrich_readably(corpus,
         (enriched,) = list(fastavro.reader(io.BytesIO(enrich_alert(payload, fuzz.ENRICH_RESULT))))
         assert enriched["t2_status"] == fuzz.ENRICH_RESULT["t2_status"]
         assert fuzz.batch_row(records_to_batch([enriched]), 0) == ours
+
+
+def test_peak_rss_of_a_spawned_worker_is_its_own_not_its_parents():
+    """ru_maxrss survives exec, so a worker spawned from a big parent would report the parent's size;
+    peak_rss_kib reads the worker's own high-water mark."""
+    import multiprocessing
+
+    ballast = np.ones(400 << 20, dtype=np.uint8)  # 400 MiB resident in this (parent) process
+    with multiprocessing.get_context("spawn").Pool(1) as pool:
+        child_kib = pool.apply(fuzz.peak_rss_kib)
+    del ballast
+    assert child_kib < 300 << 10, child_kib  # a bare interpreter with numpy is ~30-100 MiB
