@@ -202,28 +202,18 @@ def test_finetune_command_saves_a_reloadable_classifier(tmp_path, plasticc_small
     import hashlib
     import json
 
-    import pandas as pd
-
     from fink_t2.cli import main
     from fink_t2.train import downstream_encoders as enc
     from fink_t2.train import downstream_heads as heads
 
-    task = plasticc_small
-    rows = np.concatenate([np.flatnonzero(task.label == c)[:15] for c in np.unique(task.label)])
-    curves = task.curves.subset(rows)
-    owner = np.repeat(curves.object_id.astype(str), curves.n_points)
-    pd.DataFrame({"object_id": owner, "mjd": curves.mjd, "band": np.array(["g", "r"])[curves.band],
-                  "mag": curves.mag, "magerr": curves.magerr}).to_csv(tmp_path / "lc.csv", index=False)
-    names = np.array(task.class_names)[task.label[rows]]
-    pd.DataFrame({"object_id": curves.object_id.astype(str), "label": names}).to_csv(tmp_path / "labels.csv",
-                                                                                   index=False)
+    curves, names = _labelled_csvs(tmp_path, plasticc_small, per_class=15)
     folder, _ = _pretrain_folder(tmp_path / "pre")
     out = tmp_path / "clf"
     assert main(["finetune", "--encoder", str(folder), "--labels", str(tmp_path / "labels.csv"),
                  "--light-curves", str(tmp_path / "lc.csv"), "--head", "attention", "--out", str(out)]) == 0
     meta = json.loads((out / "classifier.json").read_text())
     assert meta["classes"] == sorted(set(names))
-    assert meta["n_train"] + meta["n_val"] == len(rows)
+    assert meta["n_train"] + meta["n_val"] == len(names)
     assert meta["weights_sha256"] == hashlib.sha256((out / meta["weights"]).read_bytes()).hexdigest()
     # the stream runs dense heads only: none written, and the JSON says why
     assert meta["stream_head"] is None and "dense heads" in meta["no_stream_head_because"]
@@ -233,7 +223,7 @@ def test_finetune_command_saves_a_reloadable_classifier(tmp_path, plasticc_small
     model = heads.finetuned(view.make_encoder(), "attention", len(meta["classes"]))
     model.load_weights(str(out / meta["weights"]))
     probs = heads.predict_proba(model, view.inputs)
-    assert probs.shape == (len(rows), len(meta["classes"]))
+    assert probs.shape == (len(names), len(meta["classes"]))
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-5)
 
 
