@@ -52,7 +52,8 @@ def load_stage(config: Config) -> AstromerStage | None:
     """The stage the config asks for (None when neither embeddings nor the astromer classifier are on).
 
     The encoder is loaded once per process (``Encoder.load`` caches it). A head trained on another
-    encoder, of another width, or with a class t2 does not have is refused (``HeadError``).
+    encoder or taking another embedding width is refused (``HeadError``); its classes are its own
+    (``t2_snia`` is its class named ``SNIa``, null without one).
     """
     if not config.needs_encoder:
         return None
@@ -87,10 +88,13 @@ def check_stage(config: Config) -> None:
 
 
 def check_head_fits(head: DenseHead, encoder: Encoder) -> None:
-    """``HeadError`` unless ``head`` was trained on ``encoder``'s embeddings (same sha256)."""
+    """``HeadError`` unless ``head`` was trained on ``encoder``'s embeddings (same sha256, same width)."""
     if head.meta["encoder_sha256"] != encoder.meta["sha256"]:
         raise HeadError(f"head {head.head_id} was trained on encoder sha256 {head.meta['encoder_sha256']}, "
                         f"not on {encoder.path} ({encoder.meta['sha256']})")
+    if head.input_width != encoder.width:
+        raise HeadError(f"head {head.head_id} takes {head.input_width}-wide embeddings, "
+                        f"{encoder.path} gives {encoder.width}")
 
 
 def encoder_light_curves(lcs: LightCurves, object_ids: list[str | None]) -> list[LightCurve]:

@@ -3,8 +3,8 @@ line per progress event and, optionally, exports the same counters to Prometheus
 
 A line (``[monitoring] progress_jsonl``) holds: the query name, batch id, event time (UTC, ISO),
 ``alerts_in`` (input rows), for the classify query the alerts per status group and the messages
-per output topic of that micro-batch (the workers' :class:`~fink_t2.spark.stream.Tally`, as a
-difference to the previous event), ``input_rows_per_s`` and ``processed_rows_per_s`` (Spark's),
+per output topic of that micro-batch (the workers' :class:`~fink_t2.spark.stream.Tally` entries
+of the frames that start inside the batch's offset range), ``input_rows_per_s`` and ``processed_rows_per_s`` (Spark's),
 ``batch_duration_s`` (trigger start → commit, the micro-batch latency), Spark's ``durations_ms``,
 and the source ``end_offsets`` ({topic: {partition: offset}}) the batch read up to.
 
@@ -37,11 +37,12 @@ CLASSIFY_QUERY = "classify"
 FLUSH_TIMEOUT_S = 15.0
 
 
-def end_offsets(sources: list[Any]) -> dict[str, dict[str, int]]:
-    """{topic: {partition: offset}} of the Kafka sources of a progress (Spark gives JSON strings)."""
+def end_offsets(sources: list[Any], which: str = "endOffset") -> dict[str, dict[str, int]]:
+    """{topic: {partition: offset}} of the Kafka sources of a progress (Spark gives JSON strings);
+    ``which``: ``"endOffset"`` or ``"startOffset"``."""
     merged: dict[str, dict[str, int]] = {}
     for source in sources:
-        text = getattr(source, "endOffset", None)
+        text = getattr(source, which, None)
         parsed = json.loads(text) if isinstance(text, str) and text.startswith("{") else {}
         for topic, partitions in parsed.items():
             merged.setdefault(topic, {}).update({str(p): int(o) for p, o in partitions.items()})
@@ -123,8 +124,6 @@ class ProgressMonitor(StreamingQueryListener):
     def __init__(self, conf: MonitoringConf, tally=None) -> None:
         self.tally = tally
         self._seen: dict[str, int] = {}  # query name → last batch id logged
-        self._last_statuses: Counter = Counter()
-        self._last_topics: Counter = Counter()
         self._lock = threading.Lock()
         self._stream = self._open(conf.progress_jsonl)
         self.prometheus = PrometheusExport(conf.prometheus_host, conf.prometheus_port) if conf.prometheus else None
@@ -144,7 +143,7 @@ class ProgressMonitor(StreamingQueryListener):
     def onQueryProgress(self, event) -> None:
         progress = event.progress
         with self._lock:
-            line = progress_line(progress, *self._tally_difference()) if progress.name == CLASSIFY_QUERY \
+            line = progress_line(progress, *self._take_batch_counts(progress)) if progress.name == CLASSIFY_QUERY \
                 else progress_line(progress)
             self._seen[progress.name] = progress.batchId
         self._write(line)
@@ -157,12 +156,24 @@ class ProgressMonitor(StreamingQueryListener):
     def onQueryTerminated(self, event) -> None:
         self._write({"event": "terminated", "id": str(event.id), "exception": event.exception})
 
-    def _tally_difference(self) -> tuple[Counter, Counter]:
+    def _take_batch_counts(self, progress: Any) -> tuple[Counter, Counter]:
+        """(statuses, topics) of the worker frames that start inside this micro-batch's offset range,
+        removed from the tally. Spark merges a task's accumulator update before the batch commits,
+        so they are all there; frames of the next batch, already merged, stay for its event.
+        The accumulator's server thread only adds keys: a key snapshot and ``pop`` are safe."""
         if self.tally is None:
             return Counter(), Counter()
-        now = self.tally.value
-        statuses, topics = now.statuses - self._last_statuses, now.topics - self._last_topics
-        self._last_statuses, self._last_topics = Counter(now.statuses), Counter(now.topics)
+        frames = self.tally.value.frames
+        sources = list(progress.sources or [])
+        starts, ends = end_offsets(sources, "startOffset"), end_offsets(sources, "endOffset")
+        statuses, topics = Counter(), Counter()
+        for key in list(frames):
+            topic, partition, first = key
+            end = ends.get(topic, {}).get(str(partition))
+            if end is not None and starts.get(topic, {}).get(str(partition), 0) <= first < end:
+                frame_statuses, frame_topics = frames.pop(key)
+                statuses.update(frame_statuses)
+                topics.update(frame_topics)
         return statuses, topics
 
     def _write(self, line: dict) -> None:

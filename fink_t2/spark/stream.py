@@ -142,20 +142,38 @@ def status_group(status: str) -> str:
     return status if kind != "error" else f"error:{detail.split(':', 1)[0].strip()}"
 
 
+#: Where a worker batch started reading: (topic, partition, offset of its first message).
+FrameStart = tuple[str, int, int]
+
+
 @dataclass
 class Tally:
-    """What the workers did: input messages, alerts per status group, messages per output topic."""
+    """What the workers did: input messages, alerts per status group, messages per output topic.
+
+    ``frames`` (filled only when asked, for the per-micro-batch monitoring) holds each worker
+    batch's (statuses, topics) under its :data:`FrameStart`, so that the listener can attribute
+    counts to the micro-batch whose offset range holds them (the listener bus runs behind the
+    workers) and remove them; a retried task overwrites its entry instead of counting twice.
+    """
 
     alerts: int = 0
     statuses: Counter = field(default_factory=Counter)
     topics: Counter = field(default_factory=Counter)
+    frames: dict[FrameStart, tuple[Counter, Counter]] = field(default_factory=dict)
 
     def add(self, other: "Tally") -> "Tally":
         """Add ``other`` into this tally (in place) and return it."""
         self.alerts += other.alerts
         self.statuses.update(other.statuses)
         self.topics.update(other.topics)
+        self.frames.update(other.frames)
         return self
+
+    def keep_frame(self, frame: pd.DataFrame) -> None:
+        """Record this tally's counts under the start of ``frame`` (Kafka rows: topic, partition, offset)."""
+        if len(frame):
+            start = (str(frame["topic"].iat[0]), int(frame["partition"].iat[0]), int(frame["offset"].iat[0]))
+            self.frames[start] = (Counter(self.statuses), Counter(self.topics))
 
 
 class TallyParam:
@@ -222,13 +240,13 @@ def direct_producer(config: Config) -> DirectProducer:
                                        wait_for_broker=out.on_broker_outage == "wait")
 
 
-def make_partition_function(config: Config, tally=None):
+def make_partition_function(config: Config, tally=None, per_frame: bool = False):
     """The ``mapInPandas`` function (closes over the config only; model and producer are per process).
 
     With ``[output] large_messages = "python"`` the enriched alerts and dead letters are
     produced by the worker itself (confluent-kafka) and only the scores go back to Spark;
     with ``"spark"`` every message goes through Spark's Kafka sink. ``tally``, a Spark
-    accumulator of :class:`Tally`, receives each batch's counts.
+    accumulator of :class:`Tally`, receives each batch's counts (also per frame if ``per_frame``).
     """
     heavy = {config.output.enriched_topic, config.output.deadletter_topic}
     direct = config.output.large_messages == "python"
@@ -242,6 +260,8 @@ def make_partition_function(config: Config, tally=None):
                 _hold_if_asked("after_send")
                 messages = [m for m in messages if m.topic not in heavy]
             if tally is not None:
+                if per_frame:
+                    counts.keep_frame(frame)
                 tally.add(counts)
             yield _frame(messages)
 
@@ -360,13 +380,14 @@ def _write_kafka(frame, config: Config, name: str, once: bool, topic: str | None
     return writer.trigger(**trigger).start()
 
 
-def start_classify_query(spark, config: Config, once: bool, tally=None):
+def start_classify_query(spark, config: Config, once: bool, tally=None, per_frame: bool = False):
     """Start the ``classify`` query (raw alerts → enriched, scores, dead-letter); ``tally``: an
-    optional accumulator of :class:`Tally` (``spark.sparkContext.accumulator(Tally(), TallyParam())``)."""
+    optional accumulator of :class:`Tally` (``spark.sparkContext.accumulator(Tally(), TallyParam())``),
+    with per-frame entries if ``per_frame`` (for :class:`~fink_t2.spark.monitoring.ProgressMonitor`)."""
     raw = _read_kafka(spark, config, config.input.subscribe_pattern, config.input.starting_offsets,
                       config.input.max_offsets_per_trigger)
     rows = raw.select("key", "value", "topic", "partition", "offset")
-    out = rows.mapInPandas(make_partition_function(config, tally), OUTPUT_SCHEMA)
+    out = rows.mapInPandas(make_partition_function(config, tally, per_frame), OUTPUT_SCHEMA)
     return _write_kafka(out, config, "classify", once)
 
 
@@ -571,7 +592,7 @@ def restore_handlers(handlers: dict) -> None:
 
 def _run_queries(spark, config: Config, once: bool, timeout: float | None, tally, queries: list) -> None:
     """Start the queries (appended to ``queries``, classify first) and wait for them."""
-    queries.append(start_classify_query(spark, config, once, tally))
+    queries.append(start_classify_query(spark, config, once, tally, per_frame=True))  # the monitor takes them
     if once:  # filters read the scores topic: let classify finish first
         queries[0].awaitTermination(timeout)
         _raise_if_failed(queries[0])

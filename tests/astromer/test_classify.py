@@ -107,6 +107,13 @@ def test_a_head_of_another_encoder_is_refused(encoder, tmp_path):
         check_head_fits(other, encoder)
 
 
+def test_a_head_of_another_width_is_refused(encoder, tmp_path):
+    head = load_head(random_head(tmp_path, encoder, ["SNIa", "SNII"]))
+    narrow = dict(head.arrays, **{"0.kernel": head.arrays["0.kernel"][:-1]})  # same encoder sha256, d - 1 inputs
+    with pytest.raises(HeadError, match=f"takes {encoder.width - 1}-wide embeddings, .* gives {encoder.width}"):
+        check_head_fits(type(head)(head.path, head.meta, narrow), encoder)
+
+
 def test_a_non_finite_embedding_is_an_error_status_not_an_output(sample_payloads, encoder, monkeypatch):
     stage = AstromerStage(encoder, None, True)
     real = pooled_embeddings
