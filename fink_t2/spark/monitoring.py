@@ -37,9 +37,9 @@ CLASSIFY_QUERY = "classify"
 FLUSH_TIMEOUT_S = 15.0
 
 
-def end_offsets(sources: list[Any], which: str = "endOffset") -> dict[str, dict[str, int]]:
+def source_offsets(sources: list[Any], which: str) -> dict[str, dict[str, int]]:
     """{topic: {partition: offset}} of the Kafka sources of a progress (Spark gives JSON strings);
-    ``which``: ``"endOffset"`` or ``"startOffset"``."""
+    ``which``: ``"startOffset"`` or ``"endOffset"``."""
     merged: dict[str, dict[str, int]] = {}
     for source in sources:
         text = getattr(source, which, None)
@@ -58,7 +58,7 @@ def progress_line(progress: Any, statuses: Counter | None = None, topics: Counte
         "processed_rows_per_s": _finite(progress.processedRowsPerSecond),
         "batch_duration_s": progress.batchDuration / 1000.0,
         "durations_ms": dict(progress.durationMs or {}),
-        "end_offsets": end_offsets(list(progress.sources or [])),
+        "end_offsets": source_offsets(list(progress.sources or []), "endOffset"),
     }
     if statuses is not None:
         line["statuses"] = dict(sorted(statuses.items()))
@@ -165,7 +165,7 @@ class ProgressMonitor(StreamingQueryListener):
             return Counter(), Counter()
         frames = self.tally.value.frames
         sources = list(progress.sources or [])
-        starts, ends = end_offsets(sources, "startOffset"), end_offsets(sources, "endOffset")
+        starts, ends = source_offsets(sources, "startOffset"), source_offsets(sources, "endOffset")
         statuses, topics = Counter(), Counter()
         for key in list(frames):
             topic, partition, first = key

@@ -150,7 +150,7 @@ FrameStart = tuple[str, int, int]
 class Tally:
     """What the workers did: input messages, alerts per status group, messages per output topic.
 
-    ``frames`` (filled only when asked, for the per-micro-batch monitoring) holds each worker
+    ``frames`` (filled by the stream's workers, taken by the per-micro-batch monitoring) holds each worker
     batch's (statuses, topics) under its :data:`FrameStart`, so that the listener can attribute
     counts to the micro-batch whose offset range holds them (the listener bus runs behind the
     workers) and remove them; a retried task overwrites its entry instead of counting twice.
@@ -240,13 +240,14 @@ def direct_producer(config: Config) -> DirectProducer:
                                        wait_for_broker=out.on_broker_outage == "wait")
 
 
-def make_partition_function(config: Config, tally=None, per_frame: bool = False):
+def make_partition_function(config: Config, tally=None):
     """The ``mapInPandas`` function (closes over the config only; model and producer are per process).
 
     With ``[output] large_messages = "python"`` the enriched alerts and dead letters are
     produced by the worker itself (confluent-kafka) and only the scores go back to Spark;
     with ``"spark"`` every message goes through Spark's Kafka sink. ``tally``, a Spark
-    accumulator of :class:`Tally`, receives each batch's counts (also per frame if ``per_frame``).
+    accumulator of :class:`Tally`, receives each batch's counts, also under the batch's first offset
+    (``Tally.frames``: its reader takes them, as :class:`~fink_t2.spark.monitoring.ProgressMonitor` does).
     """
     heavy = {config.output.enriched_topic, config.output.deadletter_topic}
     direct = config.output.large_messages == "python"
@@ -260,8 +261,7 @@ def make_partition_function(config: Config, tally=None, per_frame: bool = False)
                 _hold_if_asked("after_send")
                 messages = [m for m in messages if m.topic not in heavy]
             if tally is not None:
-                if per_frame:
-                    counts.keep_frame(frame)
+                counts.keep_frame(frame)
                 tally.add(counts)
             yield _frame(messages)
 
@@ -380,14 +380,14 @@ def _write_kafka(frame, config: Config, name: str, once: bool, topic: str | None
     return writer.trigger(**trigger).start()
 
 
-def start_classify_query(spark, config: Config, once: bool, tally=None, per_frame: bool = False):
+def start_classify_query(spark, config: Config, once: bool, tally=None):
     """Start the ``classify`` query (raw alerts → enriched, scores, dead-letter); ``tally``: an
     optional accumulator of :class:`Tally` (``spark.sparkContext.accumulator(Tally(), TallyParam())``),
-    with per-frame entries if ``per_frame`` (for :class:`~fink_t2.spark.monitoring.ProgressMonitor`)."""
+    whose per-frame entries :class:`~fink_t2.spark.monitoring.ProgressMonitor` takes."""
     raw = _read_kafka(spark, config, config.input.subscribe_pattern, config.input.starting_offsets,
                       config.input.max_offsets_per_trigger)
     rows = raw.select("key", "value", "topic", "partition", "offset")
-    out = rows.mapInPandas(make_partition_function(config, tally, per_frame), OUTPUT_SCHEMA)
+    out = rows.mapInPandas(make_partition_function(config, tally), OUTPUT_SCHEMA)
     return _write_kafka(out, config, "classify", once)
 
 
@@ -592,7 +592,7 @@ def restore_handlers(handlers: dict) -> None:
 
 def _run_queries(spark, config: Config, once: bool, timeout: float | None, tally, queries: list) -> None:
     """Start the queries (appended to ``queries``, classify first) and wait for them."""
-    queries.append(start_classify_query(spark, config, once, tally, per_frame=True))  # the monitor takes them
+    queries.append(start_classify_query(spark, config, once, tally))
     if once:  # filters read the scores topic: let classify finish first
         queries[0].awaitTermination(timeout)
         _raise_if_failed(queries[0])
