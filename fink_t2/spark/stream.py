@@ -485,12 +485,6 @@ def _check_t2_model(config: Config) -> None:
         raise ModelError(f"model {model.path} gives {probs.shape} / non-finite probabilities on a zero input")
 
 
-def output_topics(config: Config) -> list[str]:
-    """Every topic the job writes, enriched first."""
-    out = config.output
-    return [out.enriched_topic, out.scores_topic, out.deadletter_topic, *(f.topic for f in out.filters)]
-
-
 def prepare_schema_dir(config: Config) -> None:
     """With schemaless enriched alerts, create the folder the workers publish their schemas in, so
     that an unwritable ``[output] schema_dir`` stops the job at start-up (``ConfigError``)."""
@@ -511,7 +505,7 @@ def prepare_broker(config: Config) -> str:
     from fink_t2.kafka import broker
 
     cluster = broker.cluster_id(config.kafka)  # a refused login raises here, before Spark starts
-    for topic in output_topics(config):
+    for topic in config.output.topics():
         broker.create_topic(config.kafka, topic, partitions=config.output.topic_partitions, exist_ok=True)
     return cluster
 

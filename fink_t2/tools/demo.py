@@ -69,13 +69,13 @@ def demo_config(config: Config, allow_remote_broker: bool = False) -> Config:
 
 def reset_demo_state(config: Config, input_topic: str) -> None:
     """Delete the demo's input/output topics and its checkpoints: each demo run starts clean."""
-    broker.delete_topics(config.kafka, [input_topic, *stream.output_topics(config)])
+    broker.delete_topics(config.kafka, [input_topic, *config.output.topics()])
     shutil.rmtree(DEMO_CHECKPOINTS, ignore_errors=True)
 
 
 def summarize(config: Config, alerts_in: int, seconds: float, stats: stream.RunStats) -> StreamSummary:
     """Read the output topics back and count messages, statuses and classes."""
-    per_topic = {topic: len(read_topic(config.kafka, topic)) for topic in stream.output_topics(config)}
+    per_topic = {topic: len(read_topic(config.kafka, topic)) for topic in config.output.topics()}
     summary = StreamSummary(alerts_in, seconds, stats.alerts_per_second, per_topic)
     for message in read_topic(config.kafka, config.output.scores_topic):
         score = json.loads(message.value)
