@@ -15,6 +15,10 @@ SHARED_LABELED ?= $(CURDIR)/../shared/data/labeled
 BTS_DIR ?= $(SHARED_LABELED)/ztf_bts_antares
 MODELS_DIR ?= $(CURDIR)/fink_t2/data/models
 PUBLISHED_MODEL ?= $(MODELS_DIR)/fink-t2-quantized-28341.tflite
+# where the reports and the shipped model go; a reproduction check points them elsewhere, e.g.
+#   make train TRAIN_OUT=/tmp/t DOCS_DIR=/tmp/t/docs SHIP_DIR=/tmp/t/models
+DOCS_DIR ?= $(CURDIR)/docs
+SHIP_DIR ?= $(MODELS_DIR)
 TASKSET := $(shell command -v taskset >/dev/null 2>&1 && echo taskset -c $(TRAIN_CPU))
 T2TRAIN := FINK_T2_TRAIN_THREADS=1 $(TASKSET) $(PY) -m fink_t2.train -v
 
@@ -38,7 +42,7 @@ train-plasticc:
 	  --scaling robust_global --epochs $(PLASTICC_EPOCHS) --patience 12 \
 	  --batch-size 256 --seed $(TRAIN_SEED) --out $(TRAIN_OUT) --model-id t2-plasticc --no-progress
 	$(T2TRAIN) compress --out $(TRAIN_OUT) --model-id t2-plasticc --cluster-epochs 10 --prune-epochs 2 \
-	  --table1 $(CURDIR)/docs/table1.md --no-progress
+	  --table1 $(DOCS_DIR)/table1.md --no-progress
 
 # The ZTF model (issue 11): emulated alerts from PLAsTiCC train (weight 0.3) + up to 15 alert epochs of every
 # BTS train-split object, input contract window_asinh_v2, sample-weighted cross-entropy (the ZTF prior),
@@ -65,13 +69,13 @@ train-evaluate:
 	$(T2TRAIN) evaluate --model $(PUBLISHED_MODEL) --no-baseline \
 	  --plasticc $(SHARED_LABELED)/plasticc_snmachine/test_sniabcii --mode alert \
 	  --out $(TRAIN_OUT)/eval/published-plasticc-test-alerts.json --no-progress
-	$(T2TRAIN) report --out-dir $(TRAIN_OUT) --doc $(CURDIR)/docs/table1.md \
+	$(T2TRAIN) report --out-dir $(TRAIN_OUT) --doc $(DOCS_DIR)/table1.md \
 	  --ours $(TRAIN_OUT)/eval/ours-bts-val.json --published $(TRAIN_OUT)/eval/published-bts-val.json \
 	  --plasticc-ours $(TRAIN_OUT)/eval/ours-plasticc-test-alerts.json \
 	  --plasticc-published $(TRAIN_OUT)/eval/published-plasticc-test-alerts.json
 	$(T2TRAIN) science-report --default $(TRAIN_OUT)/eval/ours-bts-val.json \
 	  --other "published fink-t2-quantized-28341 (span grid, as shipped)=$(TRAIN_OUT)/eval/published-bts-val.json" \
-	  --doc $(CURDIR)/docs/ztf-model.md --command "make train" \
-	  --published $(TRAIN_OUT)/eval/published-bts-val.json --ship $(MODELS_DIR) --ship-id $(SHIP_ID)
+	  --doc $(DOCS_DIR)/ztf-model.md --command "make train" \
+	  --published $(TRAIN_OUT)/eval/published-bts-val.json --ship $(SHIP_DIR) --ship-id $(SHIP_ID)
 
 train: train-plasticc train-ztf train-evaluate

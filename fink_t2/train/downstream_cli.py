@@ -285,22 +285,25 @@ def _train_val(label: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _fit_keras(args, curves, label, class_names, train, val) -> tuple[object, object, dict]:
-    """Encoder of a pretraining / v0 folder + the ``--head`` MLP (encoder frozen unless ``--finetune``):
-    the model, its inputs and what the JSON says of it (no stream head: its embeddings are tf_keras's)."""
+    """Encoder of a pretraining / v0 folder + the ``--head`` MLP, trained on the frozen encoder and then,
+    with ``--finetune``, end to end: the model, its inputs and what the JSON says of it (no stream head:
+    its embeddings are tf_keras's). A mean head's z-scoring is in the JSON (``zscore_mean``, ``zscore_scale``)."""
     from fink_t2.train import downstream_heads as heads
+    from fink_t2.train import downstream_methods as methods
 
     view = _encoder_view(curves, args.encoder)
-    encoder = view.make_encoder()
-    encoder.trainable = args.finetune
-    model = heads.finetuned(encoder, args.head, len(class_names))
-    config = heads.FINETUNE_FIT if args.finetune else heads.HEAD_FIT
-    heads.fit(model, view.rows(train), label[train], view.rows(val), label[val],
-              dataclasses.replace(config, seed=args.seed))
+    head = methods.train_head(view, args.head, label, len(class_names), train, val, args.seed)
+    if args.finetune:
+        model = methods.fine_tune(view, head, label, train, val, args.seed)
+    else:
+        model = heads.finetuned(view.make_encoder(), head.model, head.pooling, head.mean, head.scale)
     reason = ("the stream runs only dense heads on mean-pooled embeddings of a frozen encoder"
               if args.finetune or args.head != "mean" else
               "the embeddings came from a tf_keras encoder, not the .tflite the stream runs: give --encoder a .tflite")
     about = {"encoder_label": view.label, "inputs": sorted(view.inputs),
              "max_obs": int(view.inputs["times"].shape[1]), "stream_head": None, "no_stream_head_because": reason}
+    if head.pooling == "mean":
+        about |= {"zscore_mean": head.mean.tolist(), "zscore_scale": head.scale.tolist()}
     return model, view.inputs, about
 
 

@@ -87,14 +87,24 @@ def attention_mlp(d_model: int, n_classes: int):
     return keras.Model({"embeddings": embeddings, "valid": valid}, logits, name="attention_mlp")
 
 
-def finetuned(encoder, head: str, n_classes: int):
-    """``encoder`` (inputs dict → (B, L, d)) + a ``mean`` or ``attention`` pooled MLP, trained end to end."""
+def finetuned(encoder, trained_head, head: str, mean: np.ndarray | None = None, scale: np.ndarray | None = None):
+    """``encoder`` (inputs dict → (B, L, d)) + a trained head, to be trained end to end.
+
+    ``head`` "mean": ``trained_head`` is a :func:`pooled_mlp` fitted on mean-pooled embeddings z-scored
+    by (``mean``, ``scale``), which are applied in the graph; "attention": an :func:`attention_mlp`.
+    """
     keras = tf_setup.keras()
     inputs = {name: keras.Input(tensor.shape[1:], dtype=tensor.dtype, name=name)
               for name, tensor in encoder.input.items()}
     embeddings = encoder(inputs)
-    pool = masked_mean if head == "mean" else attention_pool
-    logits = _mlp(pool(embeddings, inputs["valid"]), n_classes)
+    if head == "mean":
+        if mean is None or scale is None:
+            raise ValueError("a fine-tuned mean head needs the z-scoring (mean, scale) it was trained with")
+        logits = trained_head((masked_mean(embeddings, inputs["valid"]) - mean) / scale)
+    elif head == "attention":
+        logits = trained_head({"embeddings": embeddings, "valid": inputs["valid"]})
+    else:
+        raise ValueError(f"head {head!r}: 'mean' or 'attention'")
     return keras.Model(inputs, logits, name=f"finetuned_{head}")
 
 

@@ -99,42 +99,73 @@ def standardisation(x: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.nda
     return x[rows].mean(axis=0), np.maximum(x[rows].std(axis=0), MIN_SCALE)
 
 
-def _standardised(x: np.ndarray, rows: np.ndarray) -> np.ndarray:
-    """``x`` z-scored per dimension with :func:`standardisation` of ``rows``, float32."""
-    mean, scale = standardisation(x, rows)
-    return ((x - mean) / scale).astype(np.float32)
+def _attention_rows(view: EncoderView, index: np.ndarray) -> dict[str, np.ndarray]:
+    return {"embeddings": view.per_step[index], "valid": view.inputs["valid"][index].astype(np.float32)}
 
 
-def frozen_mlp(view: EncoderView, ctx: Context, split: Split, seed: int) -> np.ndarray:
-    """MLP on the mean-pooled embeddings of the frozen encoder, z-scored on the training objects."""
-    x, y = _standardised(view.pooled, split.train), ctx.task.label
-    model = heads.pooled_mlp(x.shape[1], _n_classes(ctx))
-    heads.fit(model, x[split.train], y[split.train], x[split.val], y[split.val], _with_seed(heads.HEAD_FIT, seed))
-    return heads.predict_proba(model, x[split.test])
+@dataclass
+class TrainedHead:
+    """A head trained on a frozen encoder's embeddings: ``pooling`` "mean" (a pooled MLP on embeddings
+    z-scored by ``mean``, ``scale``) or "attention" (an attention-pooled MLP on per-step embeddings)."""
+
+    model: object
+    pooling: str
+    mean: np.ndarray | None = None
+    scale: np.ndarray | None = None
+
+    def predict(self, view: EncoderView, index: np.ndarray) -> np.ndarray:
+        """(len(index), n_classes) probabilities of the objects ``index`` from the frozen embeddings."""
+        if self.pooling == "mean":
+            return heads.predict_proba(self.model, ((view.pooled[index] - self.mean) / self.scale).astype(np.float32))
+        return heads.predict_proba(self.model, _attention_rows(view, index))
 
 
-def frozen_attention(view: EncoderView, ctx: Context, split: Split, seed: int) -> np.ndarray:
-    """Attention-pooled MLP on the per-observation embeddings of the frozen encoder."""
-    def rows(index):
-        return {"embeddings": view.per_step[index], "valid": view.inputs["valid"][index].astype(np.float32)}
+def train_head(view: EncoderView, pooling: str, y: np.ndarray, n_classes: int, train: np.ndarray,
+               val: np.ndarray, seed: int) -> TrainedHead:
+    """A ``pooling`` ("mean" | "attention") head fitted on ``train`` objects of the frozen encoder,
+    early-stopped on ``val``; mean-pooled embeddings are z-scored on the training objects."""
+    config = _with_seed(heads.HEAD_FIT, seed)
+    if pooling == "mean":
+        mean, scale = (a.astype(np.float32) for a in standardisation(view.pooled, train))
+        x = ((view.pooled - mean) / scale).astype(np.float32)
+        model = heads.pooled_mlp(x.shape[1], n_classes)
+        heads.fit(model, x[train], y[train], x[val], y[val], config)
+        return TrainedHead(model, pooling, mean, scale)
+    if pooling == "attention":
+        model = heads.attention_mlp(view.per_step.shape[2], n_classes)
+        heads.fit(model, _attention_rows(view, train), y[train], _attention_rows(view, val), y[val], config)
+        return TrainedHead(model, pooling)
+    raise ValueError(f"pooling {pooling!r}: 'mean' or 'attention'")
 
-    y = ctx.task.label
-    model = heads.attention_mlp(view.per_step.shape[2], _n_classes(ctx))
-    heads.fit(model, rows(split.train), y[split.train], rows(split.val), y[split.val],
-              _with_seed(heads.HEAD_FIT, seed))
-    return heads.predict_proba(model, rows(split.test))
+
+def fine_tune(view: EncoderView, head: TrainedHead, y: np.ndarray, train: np.ndarray, val: np.ndarray,
+              seed: int):
+    """A fresh copy of the view's encoder + ``head`` (already trained on the frozen encoder: a random
+    head's first gradients would scramble the pretrained weights, and the few epochs the CPU budget
+    allows do not train a head from scratch), trained end to end; the tf_keras model (logits)."""
+    model = heads.finetuned(view.make_encoder(), head.model, head.pooling, head.mean, head.scale)
+    heads.fit(model, view.rows(train), y[train], view.rows(val), y[val], _with_seed(heads.FINETUNE_FIT, seed))
+    return model
 
 
-def fine_tuned(head: str) -> Callable:
-    """Encoder + ``head`` ("mean" | "attention") trained end to end from the pretrained weights."""
+def frozen(pooling: str) -> Callable:
+    """A ``pooling``-head MLP on the frozen encoder's embeddings."""
+    def method(view: EncoderView, ctx: Context, split: Split, seed: int) -> np.ndarray:
+        head = train_head(view, pooling, ctx.task.label, _n_classes(ctx), split.train, split.val, seed)
+        return head.predict(view, split.test)
+
+    method.__doc__ = f"{pooling.capitalize()}-pooled MLP on the embeddings of the frozen encoder."
+    return method
+
+
+def fine_tuned(pooling: str) -> Callable:
+    """Encoder + ``pooling`` ("mean" | "attention") head trained end to end (:func:`fine_tune`)."""
     def method(view: EncoderView, ctx: Context, split: Split, seed: int) -> np.ndarray:
         y = ctx.task.label
-        model = heads.finetuned(view.make_encoder(), head, _n_classes(ctx))
-        heads.fit(model, view.rows(split.train), y[split.train], view.rows(split.val), y[split.val],
-                  _with_seed(heads.FINETUNE_FIT, seed))
-        return heads.predict_proba(model, view.rows(split.test))
+        head = train_head(view, pooling, y, _n_classes(ctx), split.train, split.val, seed)
+        return heads.predict_proba(fine_tune(view, head, y, split.train, split.val, seed), view.rows(split.test))
 
-    method.__doc__ = f"Encoder fine-tuned with a {head}-pooled MLP head."
+    method.__doc__ = f"Encoder fine-tuned with a {pooling}-pooled MLP head (trained on the frozen encoder first)."
     return method
 
 
@@ -161,10 +192,10 @@ class Method:
 METHODS: dict[str, Method] = {m.key: m for m in (
     Method("features + LR", None, features_logreg),
     Method("LSTM (raw)", None, raw_lstm),
-    Method("v0 frozen + MLP", "v0", frozen_mlp),
-    Method("ours frozen + MLP", "ours", frozen_mlp),
-    Method("random frozen + MLP", "random", frozen_mlp),
-    Method("ours frozen + attention", "ours", frozen_attention),
+    Method("v0 frozen + MLP", "v0", frozen("mean")),
+    Method("ours frozen + MLP", "ours", frozen("mean")),
+    Method("random frozen + MLP", "random", frozen("mean")),
+    Method("ours frozen + attention", "ours", frozen("attention")),
     Method("ours fine-tuned + MLP", "ours", fine_tuned("mean")),
     Method("ours fine-tuned + attention", "ours", fine_tuned("attention")),
 )}

@@ -207,8 +207,7 @@ def notes(encoder_dir: Path | None, majority: dict[str, float] | None = None) ->
     return [
         encoder_note(encoder_dir),
         f"Floor: answering the most common class for every test object scores macro-F1 {floors}. A cell at or "
-        "below it is a head that collapsed to one or two classes (seen in fine-tuned rows: ≤ 5 epochs at lr 3e-4 "
-        "from an untrained head, the CPU cap, are too few), not a measure of the representation.",
+        "below it is a head that collapsed to one or two classes, not a measure of the representation.",
         "Data: g/r magnitudes from fluxes at S/N ≥ 3 (`pretrain_data.flux_to_mag`, the pretraining corpus' "
         f"converter), curves with ≥ {downstream.MIN_POINTS} points, classes with ≥ {downstream.MIN_CLASS_OBJECTS} "
         "such objects (PLAsTiCC KN keeps one and is left out). Every method sees the same points; the feature "
@@ -228,7 +227,8 @@ def notes(encoder_dir: Path | None, majority: dict[str, float] | None = None) ->
         f"observations; raw LSTM 2×{heads.LSTM_UNITS} with LayerNorm between (paper 2×256) on the two-band windows "
         "(time, magnitude, band one-hot). Class-balanced cross-entropy, Adam; heads lr "
         f"{heads.HEAD_FIT.learning_rate:g} ≤ {heads.HEAD_FIT.epochs} epochs patience {heads.HEAD_FIT.patience}; "
-        f"fine-tuning lr {heads.FINETUNE_FIT.learning_rate:g} ≤ {heads.FINETUNE_FIT.epochs} epochs patience "
+        f"fine-tuning: the head trained on the frozen encoder as above, then encoder + head end to end, lr "
+        f"{heads.FINETUNE_FIT.learning_rate:g} ≤ {heads.FINETUNE_FIT.epochs} epochs patience "
         f"{heads.FINETUNE_FIT.patience}; LSTM ≤ {heads.LSTM_FIT.epochs} epochs patience {heads.LSTM_FIT.patience}.",
         "v0 MACHO: the published ASTROMER v0 weights (single band, trained on MACHO R), fed the r points only, first "
         "200 by time; frozen + MLP. Reference weights without a licence: used here, never shipped.",
