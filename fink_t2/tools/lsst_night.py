@@ -562,19 +562,29 @@ def _mark(ok: bool) -> str:
     return "✔" if ok else "✘"
 
 
+def second_half_rss_trend(figures: dict) -> float:
+    """MiB/min of the largest Python worker over the second half of the job's replay. Worker RSS rises
+    in steps to the high-water mark of the largest micro-batches (the first bursts) and then stays;
+    a leak keeps rising: by half-time a 30-minute night has had three bursts, so only a leak still
+    climbs after it."""
+    series = figures["job"]["series"]
+    return trend_per_minute(series["t"], series["worker_rss_mib"], after_s=figures["plan"]["minutes"] * 30.0)
+
+
 def verdicts(figures: dict) -> dict[str, bool]:
     """The issue's targets: p99 ≤ 10 s, no backlog growth (what is left when the replay ends is
-    under 10 s of offered alerts, the p99 budget), RSS flat (fitted growth over the run < 10 % of
-    the largest worker)."""
+    under 10 s of offered alerts, the p99 budget), RSS flat (the second half's fitted slope,
+    extrapolated over the whole run, < 10 % of the largest worker)."""
     job, plan = figures["job"], figures["plan"]
-    growth = abs(job["worker_rss_trend_mib_per_min"]) * plan["minutes"]
+    growth = abs(second_half_rss_trend(figures)) * plan["minutes"]
     return {"p99": (job.get("latency_p99_s") or float("inf")) <= P99_TARGET_S,
             "backlog": job["backlog_at_replay_end"] <= plan["rate"] * P99_TARGET_S and job["latency_missing"] == 0,
             "rss": job["worker_rss_max_mib"] > 0 and growth < 0.1 * job["worker_rss_max_mib"]}
 
 
-def format_markdown(figures: dict, command: str) -> str:
-    """The README block: provenance, then one row per figure (job, floor, ratio, target)."""
+def format_markdown(figures: dict, command: str, rendered_by: str | None = None) -> str:
+    """The README block: provenance, then one row per figure (job, floor, ratio, target);
+    ``rendered_by``: the command that wrote the block again from the run's JSON (with its commit)."""
     env, plan, job, floor = figures["environment"], figures["plan"], figures["job"], figures["floor"]
     ok, ratio = verdicts(figures), figures["ratio"]
 
@@ -599,14 +609,18 @@ def format_markdown(figures: dict, command: str) -> str:
         ("Python worker RSS first / last / max, MiB",
          f"{job['worker_rss_first_mib']:.0f} / {job['worker_rss_last_mib']:.0f} / {job['worker_rss_max_mib']:.0f}",
          "(no Python)", "", ""),
-        ("Python worker RSS trend, MiB/min", f"{job['worker_rss_trend_mib_per_min']:+.2f}", "", "", "flat " + _mark(ok["rss"])),
+        ("Python worker RSS trend over the run (after its first minute), MiB/min",
+         f"{job['worker_rss_trend_mib_per_min']:+.2f}", "", "", ""),
+        ("Python worker RSS trend over the second half of the run, MiB/min",
+         f"{second_half_rss_trend(figures):+.2f}", "", "", "flat " + _mark(ok["rss"])),
     ]
     lines = [README_BEGIN, "",
              f"Run of {env['date']}, commit {env['git_commit']}, {env['cpu_model']} ({env['cpu_count']} cores), "
              f"Python {env['python']}, pyspark {env['pyspark']}; command `{command}`; offered load "
              f"{plan['rate']:g} alerts/s for {plan['minutes']:g} min plus {plan['burst_size']:,} alerts every "
              f"{plan['burst_period_s']:g} s; trigger {figures['trigger_seconds']:g} s, "
-             f"max_offsets_per_trigger {figures['max_offsets_per_trigger']:,}.", "",
+             f"max_offsets_per_trigger {figures['max_offsets_per_trigger']:,}."
+             + (f" Block written again from that run's JSON by {rendered_by}." if rendered_by else ""), "",
              "| figure | job (`fink-t2 stream`) | floor (Kafka → Kafka, no Python) | job / floor | target |",
              "|---|---|---|---|---|"]
     lines += [f"| {' | '.join(row)} |" for row in rows]
@@ -625,6 +639,7 @@ def format_table(figures: dict) -> str:
                      f"backlog max {f['backlog_max']:,}, at end {f['backlog_at_replay_end']:,}; "
                      f"worker RSS max {f['worker_rss_max_mib']:.0f} MiB, trend {f['worker_rss_trend_mib_per_min']:+.2f} MiB/min")
     lines.append(f"  floor drain {figures['floor']['drain_alerts_per_s']:,.0f} alerts/s; ratios {figures['ratio']}")
+    lines.append(f"  job worker RSS trend over the second half: {second_half_rss_trend(figures):+.2f} MiB/min")
     return "\n".join(lines)
 
 
@@ -659,17 +674,19 @@ def plot_night(figures: dict, out: Path) -> None:
     plt.close(fig)
 
 
-def write_outputs(figures: dict, out: str | None, plot: str | None, readme: str | None, command: str) -> None:
-    """JSON (``out``), PNG (``plot``) and the README block between the lsst-night markers."""
+def write_outputs(figures: dict, out: str | None, plot: str | None, readme: str | None, command: str,
+                  rendered_by: str | None = None) -> None:
+    """JSON (``out``, with the measuring ``command``), PNG (``plot``) and the README block between the
+    lsst-night markers."""
     from fink_t2.tools.bench import write_readme_block
 
     if out:
         Path(out).parent.mkdir(parents=True, exist_ok=True)
-        Path(out).write_text(json.dumps(figures, indent=1))
+        Path(out).write_text(json.dumps({**figures, "command": command}, indent=1))
     if plot:
         plot_night(figures, Path(plot))
     if readme:
-        write_readme_block(Path(readme), format_markdown(figures, command), README_BEGIN, README_END)
+        write_readme_block(Path(readme), format_markdown(figures, command, rendered_by), README_BEGIN, README_END)
 
 
 # --------------------------------------------------------------------------- CLI
@@ -689,6 +706,8 @@ def add_lsst_night_arguments(bench_parser) -> None:
                        help=f"alerts sent at once at each visit boundary (default {NightPlan.burst_size})")
     night.add_argument("--burst-period", type=float, default=NightPlan.burst_period_s, metavar="SECONDS",
                        help=f"seconds between bursts (default {NightPlan.burst_period_s:g})")
+    night.add_argument("--from-json", metavar="FILE",
+                       help="no run: print and write --plot / --readme again from the JSON of an earlier run")
     bench_handler = bench_parser.get_default("handler")
     bench_parser.set_defaults(handler=lambda args: run_lsst_night_command(args) if args.lsst_night
                               else bench_handler(args))
@@ -696,6 +715,8 @@ def add_lsst_night_arguments(bench_parser) -> None:
 
 def run_lsst_night_command(args) -> int:
     """``fink-t2 bench --lsst-night``: run, print, write JSON / PNG / README block."""
+    if args.from_json:
+        return _render_again(args)
     plan = NightPlan(rate=args.rate, burst_size=args.burst_size, burst_period_s=args.burst_period,
                      minutes=args.minutes)
     figures = run_lsst_night(plan, args.alerts, args.conf)
@@ -706,6 +727,22 @@ def run_lsst_night_command(args) -> int:
     write_outputs(figures, args.out, args.plot, args.readme, command)
     codes = (figures["job"]["job_exit_code"], figures["floor"]["floor_exit_code"], figures["floor"]["drain_exit_code"])
     return 0 if codes == (0, 0, 0) else 1
+
+
+def _render_again(args) -> int:
+    """``--from-json``: the figures of an earlier run, printed and written to --plot / --readme (its
+    JSON is not rewritten); the block names the run's commit and this command with today's."""
+    from fink_t2.tools.bench import environment_facts
+
+    figures = json.loads(Path(args.from_json).read_text())
+    command = figures.get("command") or os.environ.get("FINK_T2_BENCH_COMMAND")
+    if not command:
+        raise SystemExit(f"{args.from_json} does not say which command measured it: set FINK_T2_BENCH_COMMAND")
+    print(format_table(figures))
+    rendered_by = (f"`fink-t2 bench --lsst-night --from-json {args.from_json}` at commit "
+                   f"{environment_facts()['git_commit']}")
+    write_outputs(figures, None, args.plot, args.readme, command, rendered_by)
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -15,7 +15,7 @@ from fink_t2.tools.bench import load_messages
 from fink_t2.tools.lsst_night import (CANDID_BASE, DRAIN_TIMEOUT_S, INPUT_TOPIC, README_BEGIN, README_END,
                                       WARMUP_ALERTS, MessageFactory, NightPlan, capacity,
                                       latency_figures, processed_offsets, read_progress, run_lsst_night,
-                                      trend_per_minute, write_outputs)
+                                      second_half_rss_trend, trend_per_minute, verdicts, write_outputs)
 
 from tests.conftest import SAMPLE_ALERTS
 
@@ -128,3 +128,59 @@ def test_a_short_night_gives_every_alert_an_output_in_both_phases(kafka_jars, tm
     assert f"commit {figures['environment']['git_commit']}" in text and "`make lsst-night MINUTES=0.2`" in text
     assert f"| latency p99, s | {job['latency_p99_s']:.2f} | {figures['floor']['latency_p99_s']:.2f} |" in text
     assert json.loads(out.read_text())["job"]["latency_matched"] == 340 and png.read_bytes()[:4] == b"\x89PNG"
+
+
+def _rss_figures(rss: np.ndarray, minutes: float = 30.0) -> dict:
+    t = np.arange(len(rss), dtype=float)
+    job = {"latency_p99_s": 1.0, "backlog_at_replay_end": 0, "latency_missing": 0,
+           "worker_rss_max_mib": float(rss.max()), "series": {"t": t.tolist(), "worker_rss_mib": rss.tolist()}}
+    return {"job": job, "plan": {"minutes": minutes, "rate": 280.0}}
+
+
+def test_rss_steps_to_a_high_water_mark_are_flat_a_leak_is_not():
+    """The shape of the 30-minute run of 2026-12-02: steps at the first two bursts (300 s, 600 s), then
+    a plateau; the whole-run slope (+2.8 MiB/min there) counts the steps, the second half does not."""
+    t = np.arange(0, 1800, 1.0)
+    steps = 417.0 + np.where(t >= 300, 83.0, 0.0) + np.where(t >= 600, 35.0, 0.0)
+    figures = _rss_figures(steps)
+    assert trend_per_minute(t, steps) > 2.0
+    assert second_half_rss_trend(figures) == pytest.approx(0.0, abs=1e-9)
+    assert verdicts(figures)["rss"]
+    slow = 417.0 + 1.0 * t / 60.0  # +1 MiB/min: 30 MiB over the run, 7 % of the 447 MiB largest worker
+    assert second_half_rss_trend(_rss_figures(slow)) == pytest.approx(1.0)
+    assert verdicts(_rss_figures(slow))["rss"]
+    leak = 417.0 + 2.0 * t / 60.0  # +2 MiB/min: 60 MiB, 13 % of the 477 MiB largest worker
+    assert not verdicts(_rss_figures(leak))["rss"]
+
+
+def _phase(**extra) -> dict:
+    return {"latency_sent": 10, "latency_matched": 10, "latency_missing": 0, "latency_p50_s": 1.0,
+            "latency_p95_s": 2.0, "latency_p99_s": 3.0, "latency_max_s": 4.0, "throughput_alerts_per_s": 280.0,
+            "capacity_alerts_per_s": 600.0, "burst_capacity_alerts_per_s": 1500.0, "backlog_max": 100,
+            "backlog_at_replay_end": 5, "worker_rss_first_mib": 400.0, "worker_rss_last_mib": 450.0,
+            "worker_rss_max_mib": 460.0, "worker_rss_trend_mib_per_min": 1.5, **extra}
+
+
+def test_a_block_is_written_again_from_the_json_of_a_run(tmp_path):
+    from fink_t2.cli import main
+
+    t = np.arange(0, 1800, 1.0)
+    rss = 400.0 + np.where(t >= 300, 50.0, 0.0)
+    figures = {"plan": {"rate": 280.0, "burst_size": 10000, "burst_period_s": 300.0, "minutes": 30.0},
+               "offered_alerts": 10, "trigger_seconds": 2.0, "max_offsets_per_trigger": 10000,
+               "environment": {"date": "2026-12-02 17:25 UTC", "git_commit": "abc1234", "cpu_model": "CPU",
+                               "cpu_count": 2, "python": "3.11", "pyspark": "4.0.0"},
+               "job": _phase(series={"t": t.tolist(), "worker_rss_mib": rss.tolist()}),
+               "floor": _phase(drain_alerts_per_s=2000.0),
+               "ratio": {"capacity": 0.75, "latency_p50": 1.0, "latency_p95": 1.0, "latency_p99": 1.0,
+                         "latency_max": 1.0}}
+    out = tmp_path / "night.json"
+    out.write_text(json.dumps({**figures, "command": "make lsst-night MINUTES=30"}))
+    readme = tmp_path / "README.md"
+    readme.write_text(f"a\n{README_BEGIN}\nold\n{README_END}\nb\n")
+    assert main(["bench", "--lsst-night", "--from-json", str(out), "--readme", str(readme)]) == 0
+    text = readme.read_text()
+    assert "commit abc1234" in text and "`make lsst-night MINUTES=30`" in text
+    assert f"--from-json {out}` at commit" in text and "\nold\n" not in text
+    row = next(line for line in text.splitlines() if "RSS trend over the second half" in line)
+    assert abs(float(row.split("|")[2])) < 0.005 and row.endswith("| flat ✔ |")  # a step, then a plateau
