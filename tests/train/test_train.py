@@ -272,3 +272,17 @@ def test_evaluation_caches_nothing_unless_asked(tmp_path, monkeypatch):
     np.testing.assert_array_equal(cached.object_id, again.object_id)
     np.testing.assert_array_equal(fresh.gp_mean, cached.gp_mean)
     np.testing.assert_array_equal(cached.gp_mean, again.gp_mean)
+
+
+@needs_tf
+@pytest.mark.shared
+def test_savedmodel_timing_of_table1(tiny_training, tmp_path):
+    """Table 1's SavedModel row (`compress.time_savedmodel`, run by `make train`'s compress step): the
+    saved folder reloads and its per-alert call gives the Keras model's outputs."""
+    from fink_t2.train import compress
+
+    _, result = tiny_training
+    x = result["data"].x_es[:20]
+    row = compress.time_savedmodel(result["keras"], tmp_path / "savedmodel", x, repeats=1, n_alerts=5)
+    assert row["size_bytes"] > 50_000  # variables + graph of 13,262 float32 parameters
+    assert row["load_ms"] > 0 and row["inference_ms"] > 0
