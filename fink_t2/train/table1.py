@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fink_t2.science.model import DEFAULT_MODEL, load_model
+from fink_t2.science.model import PUBLISHED_MODEL, load_model
 from fink_t2.train import data, evaluate, metrics
 
 #: The paper's figures (contract §8; Apple M1 Pro; inference = one ZTF alert packet).
@@ -32,7 +32,7 @@ PAPER_ROWS: list[tuple[str, str, str, str, str]] = [
 ]
 
 
-def measure(variants: dict, keras_model, test: data.Prepared, published: Path | None = DEFAULT_MODEL) -> dict:
+def measure(variants: dict, keras_model, test: data.Prepared, published: Path | None = PUBLISHED_MODEL) -> dict:
     """Rows of the reproduced table: {name: {size, gzip, load_ms, inference_ms, log-losses}}."""
     from fink_t2.train import tflite_io
 
@@ -41,7 +41,7 @@ def measure(variants: dict, keras_model, test: data.Prepared, published: Path | 
     for variant, info in variants.items():
         path = Path(info["path"])
         model = load_model(path)
-        x = test.inputs(model.meta["scaling"], model.meta.get("scaling_stats"))
+        x = test.model_inputs(model.meta)
         x_any = x
         p = evaluate.predict(evaluate.uncalibrated(model), test)
         rows[variant] = {
@@ -69,7 +69,7 @@ def measure(variants: dict, keras_model, test: data.Prepared, published: Path | 
     if published is not None and Path(published).is_file():
         model = load_model(published)
         p = evaluate.predict(evaluate.uncalibrated(model), test)
-        x = test.inputs(model.meta["scaling"], model.meta.get("scaling_stats"))
+        x = test.model_inputs(model.meta)
         rows["published_28341"] = {
             "file": Path(published).name, "format": "TFLite", "size_bytes": Path(published).stat().st_size,
             "gzip_bytes": tflite_io.gzip_size(Path(published).read_bytes()), **tflite_io.time_tflite(Path(published), x),

@@ -286,3 +286,17 @@ def test_savedmodel_timing_of_table1(tiny_training, tmp_path):
     row = compress.time_savedmodel(result["keras"], tmp_path / "savedmodel", x, repeats=1, n_alerts=5)
     assert row["size_bytes"] > 50_000  # variables + graph of 13,262 float32 parameters
     assert row["load_ms"] > 0 and row["inference_ms"] > 0
+
+
+def test_table1_compares_with_the_published_model_not_the_default():
+    """Table 1's "published_28341" row times the published Fink file on its own span-grid input: with the
+    default model (window contract, 4 channels) in its place `make train` stopped at a LiteRT shape error."""
+    import inspect
+
+    from fink_t2.science import model_input
+    from fink_t2.science.model import DEFAULT_MODEL, PUBLISHED_MODEL, load_model
+    from fink_t2.train import table1
+
+    assert inspect.signature(table1.measure).parameters["published"].default == PUBLISHED_MODEL != DEFAULT_MODEL
+    assert model_input.contract_of(load_model(PUBLISHED_MODEL).meta) != model_input.WINDOW
+    assert model_input.contract_of(load_model(DEFAULT_MODEL).meta) == model_input.WINDOW
