@@ -5,7 +5,6 @@ Register with ``add_downstream_parsers(sub)``; handlers take ``args`` and return
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import shlex
 import sys
@@ -314,18 +313,16 @@ def _fit_on_tflite(args, curves, label, class_names, train, val) -> tuple[object
     from fink_t2.astromer.head import save_head
     from fink_t2.train import downstream_encoders as enc
     from fink_t2.train import downstream_heads as heads
-    from fink_t2.train.downstream_methods import standardisation
+    from fink_t2.train.downstream_methods import fit_pooled_head
 
     if args.finetune or args.head != "mean":
         raise ValueError("a .tflite encoder is frozen and gives mean-pooled embeddings: --head mean without "
                          "--finetune (attention or fine-tuning need a pretraining folder)")
     encoder = Encoder.load(args.encoder)
     pooled = encoder.pooled(encoder.windows(enc.light_curves(curves)))
-    mean, scale = standardisation(pooled, train)
-    x = ((pooled - mean) / scale).astype(np.float32)
-    model = heads.pooled_mlp(x.shape[1], len(class_names))
-    heads.fit(model, x[train], label[train], x[val], label[val], dataclasses.replace(heads.HEAD_FIT, seed=args.seed))
-    layers, arrays = heads.dense_head_layers(model, mean, scale)
+    head = fit_pooled_head(pooled, label, len(class_names), train, val, args.seed)
+    model, x = head.model, ((pooled - head.mean) / head.scale).astype(np.float32)
+    layers, arrays = heads.dense_head_layers(model, head.mean, head.scale)
     head = save_head(args.out / STREAM_HEAD, layers, arrays, head_id=f"{args.out.name}-{encoder.encoder_id}",
                      class_names=stream_class_names(args.task, class_names), encoder_sha256=encoder.meta["sha256"],
                      encoder_id=encoder.encoder_id, trained_on=_trained_on(args))

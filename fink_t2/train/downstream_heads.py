@@ -100,6 +100,7 @@ def finetuned(encoder, trained_head, head: str, mean: np.ndarray | None = None, 
     if head == "mean":
         if mean is None or scale is None:
             raise ValueError("a fine-tuned mean head needs the z-scoring (mean, scale) it was trained with")
+        mean, scale = np.asarray(mean, np.float32), np.asarray(scale, np.float32)  # the graph's dtype
         logits = trained_head((masked_mean(embeddings, inputs["valid"]) - mean) / scale)
     elif head == "attention":
         logits = trained_head({"embeddings": embeddings, "valid": inputs["valid"]})

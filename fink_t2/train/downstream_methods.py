@@ -120,20 +120,27 @@ class TrainedHead:
         return heads.predict_proba(self.model, _attention_rows(view, index))
 
 
+def fit_pooled_head(pooled: np.ndarray, y: np.ndarray, n_classes: int, train: np.ndarray, val: np.ndarray,
+                    seed: int) -> TrainedHead:
+    """A pooled MLP on (n, d) embeddings ``pooled`` z-scored on the ``train`` objects (:func:`standardisation`),
+    early-stopped on ``val``: the "mean" head of the frozen methods and of ``fink-t2 finetune``."""
+    mean, scale = standardisation(pooled, train)
+    x = ((pooled - mean) / scale).astype(np.float32)
+    model = heads.pooled_mlp(x.shape[1], n_classes)
+    heads.fit(model, x[train], y[train], x[val], y[val], _with_seed(heads.HEAD_FIT, seed))
+    return TrainedHead(model, "mean", mean, scale)
+
+
 def train_head(view: EncoderView, pooling: str, y: np.ndarray, n_classes: int, train: np.ndarray,
                val: np.ndarray, seed: int) -> TrainedHead:
     """A ``pooling`` ("mean" | "attention") head fitted on ``train`` objects of the frozen encoder,
     early-stopped on ``val``; mean-pooled embeddings are z-scored on the training objects."""
-    config = _with_seed(heads.HEAD_FIT, seed)
     if pooling == "mean":
-        mean, scale = (a.astype(np.float32) for a in standardisation(view.pooled, train))
-        x = ((view.pooled - mean) / scale).astype(np.float32)
-        model = heads.pooled_mlp(x.shape[1], n_classes)
-        heads.fit(model, x[train], y[train], x[val], y[val], config)
-        return TrainedHead(model, pooling, mean, scale)
+        return fit_pooled_head(view.pooled, y, n_classes, train, val, seed)
     if pooling == "attention":
         model = heads.attention_mlp(view.per_step.shape[2], n_classes)
-        heads.fit(model, _attention_rows(view, train), y[train], _attention_rows(view, val), y[val], config)
+        heads.fit(model, _attention_rows(view, train), y[train], _attention_rows(view, val), y[val],
+                  _with_seed(heads.HEAD_FIT, seed))
         return TrainedHead(model, pooling)
     raise ValueError(f"pooling {pooling!r}: 'mean' or 'attention'")
 

@@ -278,7 +278,7 @@ def test_evaluation_caches_nothing_unless_asked(tmp_path, monkeypatch):
 @pytest.mark.shared
 def test_savedmodel_timing_of_table1(tiny_training, tmp_path):
     """Table 1's SavedModel row (`compress.time_savedmodel`, run by `make train`'s compress step): the
-    saved folder reloads and its per-alert call gives the Keras model's outputs."""
+    model is saved, reloaded and called per alert, and the row has its size and timings."""
     from fink_t2.train import compress
 
     _, result = tiny_training
