@@ -15,6 +15,7 @@ import numpy as np
 
 from fink_t2.train import data
 from fink_t2.contract import ASTROMER_SHIPPED_ENCODER_ID, INPUT_CONTRACTS
+from fink_t2.science.model import DEFAULT_MODEL_ID
 from fink_t2.train.fit import LEARNING_RATE, LOSSES, TrainConfig
 
 
@@ -322,7 +323,7 @@ def add_report_parser(subparsers) -> None:
     p.add_argument("--plasticc-ours", help="evaluate JSON of our model on PLAsTiCC test alerts (optional)")
     p.add_argument("--plasticc-published", help="evaluate JSON of the published model on the same")
     p.add_argument("--ship", help="copy our model + metadata (with metrics) into this folder (fink_t2/data/models)")
-    p.add_argument("--ship-id", default="fink-t2-ztf-w2")
+    p.add_argument("--ship-id", default=DEFAULT_MODEL_ID)
     p.set_defaults(handler=cmd_report)
 
     p = subparsers.add_parser("science-report", help="docs/ztf-model.md: the default model vs the feature baseline "
@@ -332,7 +333,7 @@ def add_report_parser(subparsers) -> None:
     p.add_argument("--doc", default=str(data.REPO_ROOT / "docs" / "ztf-model.md"))
     p.add_argument("--command", default="make train-evaluate", help="the command named in the document")
     p.add_argument("--ship", help="if the gate passes, copy the default model + metadata (with metrics) here")
-    p.add_argument("--ship-id", default="fink-t2-ztf-w2")
+    p.add_argument("--ship-id", default=DEFAULT_MODEL_ID)
     p.add_argument("--published", help="evaluate JSON of the published model (recorded in the shipped metadata)")
     p.set_defaults(handler=cmd_science_report)
 

@@ -128,7 +128,7 @@ def training_lines(out_dir: Path, model_id: str) -> list[str]:
 
 
 def write_report(out_dir: Path, doc: Path, ours_json: str, published_json: str, ship_dir: str | None = None,
-                 ship_id: str = "fink-t2-ztf-w2", plasticc_ours: str | None = None,
+                 ship_id: str = runtime.DEFAULT_MODEL_ID, plasticc_ours: str | None = None,
                  plasticc_published: str | None = None) -> Path:
     """Append (replace) the ZTF section of ``doc``, copy figures to ``doc``'s folder, optionally ship."""
     ours = json.loads(Path(ours_json).read_text())
