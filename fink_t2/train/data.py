@@ -29,6 +29,7 @@ import hashlib
 import inspect
 import json
 import logging
+import os
 from dataclasses import dataclass, fields
 from pathlib import Path
 
@@ -583,8 +584,12 @@ def prepare(source: str, directory: str | Path, mode: str = "alert", split: str 
         out = prepare_full(phot, progress=progress)
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp.npz")
+        # a per-process temporary name: two trainings preparing the same cache at once (one per
+        # core) each rename a whole file; the second rename replaces identical content
+        tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp.npz")
         np.savez_compressed(tmp, **{f.name: getattr(out, f.name) for f in fields(Prepared)})
         tmp.replace(path)
-        path.with_suffix(".json").write_text(json.dumps(params, indent=1))
+        tmp_json = path.with_name(f"{path.stem}.{os.getpid()}.tmp.json")
+        tmp_json.write_text(json.dumps(params, indent=1))
+        tmp_json.replace(path.with_suffix(".json"))
     return out
