@@ -1,16 +1,20 @@
 # Training, compression, Table 1 and ZTF validation of our own t2 model (issue #4).
 # Included from the Makefile (`include mk/train.mk`). Needs the training stack:
 #   make train-venv   (tensorflow-cpu + tf-keras + tfmot into .venv, see ../shared/notes/environment.md §1)
-# then `make train` (about 25 min on one core; pinned to core $(TRAIN_CPU) with taskset).
+# then `make train` (about 55 min on one core, measured 2026-12-03 on an AMD EPYC VM: PLAsTiCC ~7, ZTF ~33 +
+# compression ~11, evaluation ~3;
+# pinned to core $(TRAIN_CPU) with taskset). `make train-ablations` (about 30 min more) trains the span_grid_v1
+# row of docs/ztf-model.md; run it before train-evaluate to include that row.
 # Outputs: run/train/ (all models, logs, reports), docs/table1.md + docs/*.png,
-# fink_t2/data/models/$(SHIP_ID).{tflite,json} (the shipped clustered + quantized model).
+# fink_t2/data/models/<DEFAULT_MODEL_ID or SHIP_ID>.{tflite,json} (the shipped clustered + quantized model).
 
 TRAIN_OUT ?= $(CURDIR)/run/train
 TRAIN_CPU ?= 1
 TRAIN_SEED ?= 42
 PLASTICC_EPOCHS ?= 60
-ZTF_EPOCHS ?= 15
-SHIP_ID ?= fink-t2-ztf-w2
+ZTF_EPOCHS ?= 30
+# the id the ZTF model ships as; empty: fink_t2.science.model.DEFAULT_MODEL_ID (replace the default)
+SHIP_ID ?=
 SHARED_LABELED ?= $(CURDIR)/../shared/data/labeled
 BTS_DIR ?= $(SHARED_LABELED)/ztf_bts_antares
 MODELS_DIR ?= $(CURDIR)/fink_t2/data/models
@@ -22,7 +26,7 @@ SHIP_DIR ?= $(MODELS_DIR)
 TASKSET := $(shell command -v taskset >/dev/null 2>&1 && echo taskset -c $(TRAIN_CPU))
 T2TRAIN := FINK_T2_TRAIN_THREADS=1 $(TASKSET) $(PY) -m fink_t2.train -v
 
-.PHONY: train train-venv train-plasticc train-ztf train-evaluate
+.PHONY: train train-venv train-plasticc train-ztf train-ablations train-evaluate
 
 # tf-keras 2.21 declares a dependency on the full `tensorflow` wheel; with tensorflow-cpu it is
 # installed --no-deps (environment.md §1, "same, CPU only, smaller").
@@ -44,20 +48,30 @@ train-plasticc:
 	$(T2TRAIN) compress --out $(TRAIN_OUT) --model-id t2-plasticc --cluster-epochs 10 --prune-epochs 2 \
 	  --table1 $(DOCS_DIR)/table1.md --no-progress
 
-# The ZTF model (issue 11): emulated alerts from PLAsTiCC train (weight 0.3) + up to 15 alert epochs of every
-# BTS train-split object, input contract window_asinh_v2, sample-weighted cross-entropy (the ZTF prior),
-# temperature fitted on the ZTF rows of the early-stopping hold-out by `compress`.
-ZTF_TRAIN_FLAGS ?= --input-contract window_asinh_v2 --loss cross_entropy --bts-per-object 15 \
-	--plasticc-per-object 6 --plasticc-weight 0.3
+# The ZTF model (issue 11): emulated alerts from PLAsTiCC train (6 per object, weight 0.3) + every eligible alert
+# epoch of every BTS train-split object (BTS_EVERY_EPOCH is above any object's count: the most is 794), input
+# contract window_asinh_v2, sample-weighted cross-entropy (each object once: the ZTF prior), up to ZTF_EPOCHS
+# epochs with patience 4; temperature fitted on the ZTF rows of the early-stopping hold-out by `compress`.
+BTS_EVERY_EPOCH := 1000
+ZTF_RECIPE := --loss cross_entropy --bts-per-object $(BTS_EVERY_EPOCH) --plasticc-per-object 6 --plasticc-weight 0.3
+ZTF_TRAIN_FLAGS ?= --input-contract window_asinh_v2 $(ZTF_RECIPE)
 train-ztf:
 	$(T2TRAIN) train --data ztf $(ZTF_TRAIN_FLAGS) --epochs $(ZTF_EPOCHS) --patience 4 --batch-size 256 \
 	  --seed $(TRAIN_SEED) --out $(TRAIN_OUT) --model-id t2-ztf --no-progress
 	$(T2TRAIN) compress --out $(TRAIN_OUT) --model-id t2-ztf --cluster-epochs 6 --prune-epochs 1 --no-progress
 
+# Ablation (docs/ztf-model.md): the same recipe with the published input contract, float (no compression).
+train-ablations:
+	$(T2TRAIN) train --data ztf --input-contract span_grid_v1 $(ZTF_RECIPE) --epochs $(ZTF_EPOCHS) --patience 4 \
+	  --batch-size 256 --seed $(TRAIN_SEED) --out $(TRAIN_OUT)/ablation-span --model-id t2-ztf --no-progress
+
 # Both models on the BTS val split (never used for training, stopping or calibration) with the feature
 # baseline; docs/ztf-model.md from those reports; ship the clustered + quantized model when it beats the
 # baseline in every age bin (science-report exits 3 otherwise).
 EVAL_PER_OBJECT ?= 5
+SPAN_ABLATION := $(TRAIN_OUT)/ablation-span/t2-ztf.tflite
+# a model file to compare as "previous default" (e.g. one extracted from git history); empty: no such row
+PREVIOUS_MODEL ?=
 train-evaluate:
 	$(T2TRAIN) evaluate --model $(TRAIN_OUT)/t2-ztf-clustered-quantized.tflite --bts $(BTS_DIR) --split val \
 	  --per-object $(EVAL_PER_OBJECT) --out $(TRAIN_OUT)/eval/ours-bts-val.json --no-progress
@@ -73,9 +87,18 @@ train-evaluate:
 	  --ours $(TRAIN_OUT)/eval/ours-bts-val.json --published $(TRAIN_OUT)/eval/published-bts-val.json \
 	  --plasticc-ours $(TRAIN_OUT)/eval/ours-plasticc-test-alerts.json \
 	  --plasticc-published $(TRAIN_OUT)/eval/published-plasticc-test-alerts.json
+	$(T2TRAIN) evaluate --model $(TRAIN_OUT)/t2-ztf.tflite --bts $(BTS_DIR) --split val \
+	  --per-object $(EVAL_PER_OBJECT) --out $(TRAIN_OUT)/eval/ours-float-bts-val.json --no-progress
+	if [ -f $(SPAN_ABLATION) ]; then $(T2TRAIN) evaluate --model $(SPAN_ABLATION) --bts $(BTS_DIR) --split val \
+	  --per-object $(EVAL_PER_OBJECT) --out $(TRAIN_OUT)/eval/span-float-bts-val.json --no-progress; fi
+	if [ -n "$(PREVIOUS_MODEL)" ]; then $(T2TRAIN) evaluate --model $(PREVIOUS_MODEL) --bts $(BTS_DIR) --split val \
+	  --per-object $(EVAL_PER_OBJECT) --out $(TRAIN_OUT)/eval/previous-bts-val.json --no-progress; fi
 	$(T2TRAIN) science-report --default $(TRAIN_OUT)/eval/ours-bts-val.json \
-	  --other "published fink-t2-quantized-28341 (span grid, as shipped)=$(TRAIN_OUT)/eval/published-bts-val.json" \
+	  --other "published fink-t2-quantized-28341 (span grid, per-band per-alert scaling, as shipped)=$(TRAIN_OUT)/eval/published-bts-val.json" \
+	  --optional-other "previous default $(notdir $(basename $(PREVIOUS_MODEL))) (window_asinh_v2, 15 alert epochs per BTS object, 15 epochs)=$(TRAIN_OUT)/eval/previous-bts-val.json" \
+	  --other "ablation: default recipe, float, before the clustering fine-tune=$(TRAIN_OUT)/eval/ours-float-bts-val.json" \
+	  --optional-other "ablation: same recipe, span_grid_v1 input (float; make train-ablations)=$(TRAIN_OUT)/eval/span-float-bts-val.json" \
 	  --doc $(DOCS_DIR)/ztf-model.md --command "make train" \
-	  --published $(TRAIN_OUT)/eval/published-bts-val.json --ship $(SHIP_DIR) --ship-id $(SHIP_ID)
+	  --published $(TRAIN_OUT)/eval/published-bts-val.json --ship $(SHIP_DIR) $(if $(SHIP_ID),--ship-id $(SHIP_ID))
 
 train: train-plasticc train-ztf train-evaluate

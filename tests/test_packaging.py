@@ -26,10 +26,11 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 from fink_t2.cli import classify_paths
+from fink_t2.science.model import DEFAULT_MODEL_ID
 from fink_t2.tools.extras import EXTRA_MODULES
 from tests.conftest import REPO, SAMPLE_ALERTS
 
-PACKAGED = ("fink_t2/data/models/fink-t2-ztf-w2.tflite", "fink_t2/data/models/fink-t2-ztf-w2.json",
+PACKAGED = (f"fink_t2/data/models/{DEFAULT_MODEL_ID}.tflite", f"fink_t2/data/models/{DEFAULT_MODEL_ID}.json",
             "fink_t2/data/models/fink-t2-quantized-28341.tflite", "fink_t2/data/models/fink-t2-quantized-28341.json",
             "fink_t2/data/models/fink-t2-astromer-gr.tflite", "fink_t2/data/models/fink-t2-astromer-gr.json",
             "fink_t2/data/models/LICENSE.fink-science", "fink_t2/conf/local.toml",
@@ -130,7 +131,7 @@ def test_installed_wheel_classifies_from_any_directory(fresh_venv: Path, tmp_pat
     rows = pd.read_parquet(workdir / "rows.parquet")
     expected = classify_paths([str(SAMPLE_ALERTS)])
     assert len(rows) == len(expected) == 139
-    assert set(rows["t2_model"]) == {"fink-t2-ztf-w2"}
+    assert set(rows["t2_model"]) == {DEFAULT_MODEL_ID}
     # same code, same model file, same libraries on the same machine: the same numbers, bit for bit
     for column in ("objectId", "candid", "t2_status", "t2_class", "t2_snia"):
         assert rows[column].tolist() == expected[column].tolist(), column

@@ -114,8 +114,8 @@ def training_lines(out_dir: Path, model_id: str) -> list[str]:
              f"`{rec['spec'].get('input_contract', 'span_grid_v1')}`), {rec['config'].get('loss', 'weighted_log_loss')} "
              f"loss, trained on "
              f"emulated alerts ({parts}; ≤ {rec['spec']['history_days']} d of detections, ≤ 90 d since the first "
-             f"detection; {rec['spec']['plasticc_per_object']} / {rec['spec']['bts_per_object']} alert epochs per "
-             f"PLAsTiCC / BTS object, seed {rec['spec']['seed']}), scaling `{rec['spec']['scaling']}`; "
+             f"detection; at most {rec['spec']['plasticc_per_object']} / {rec['spec']['bts_per_object']} alert epochs "
+             f"per PLAsTiCC / BTS object, seed {rec['spec']['seed']}), scaling `{rec['spec']['scaling']}`; "
              f"{rec['n_train']} training rows, {rec['n_early_stopping']} early-stopping rows (15 % of the objects); "
              f"batch {rec['config']['batch_size']}, {rec['epochs_run']} epochs (best {rec['best_epoch']}), "
              f"{rec['train_seconds'] / 60:.1f} min."]

@@ -48,10 +48,14 @@ def ship_gate(report: dict) -> bool:
     return bool(report.get("beats_baseline_in_every_age_bin"))
 
 
-def write(doc: Path, default_json: Path, others: dict[str, Path], command: str, notes: list[str]) -> Path:
-    """Write ``doc`` from the default model's report (with its baseline) and other models' reports."""
+def write(doc: Path, default_json: Path, others: dict[str, Path], command: str, notes: list[str],
+          default_name: str | None = None) -> Path:
+    """Write ``doc`` from the default model's report (with its baseline) and other models' reports.
+
+    ``default_name`` names the default row (the id it ships as); the report's ``model_id`` otherwise.
+    """
     default = json.loads(default_json.read_text())
-    reports = {f"**{default['model_id']}** (default)": default} | {
+    reports = {f"**{default_name or default['model_id']}** (default)": default} | {
         label: json.loads(p.read_text()) for label, p in others.items()}
     reports["feature baseline (logistic regression, 13 GP features)"] = default["baseline"]
     d = default["data"]

@@ -1,0 +1,66 @@
+"""``science-report``: rows in the order given, optional rows, the default's name, the ship gate.
+
+The reports are small hand-made ``evaluate`` JSONs: what is under test is the document and the
+exit code, not the figures (those come from ``evaluate``, tested in test_train.py).
+"""
+from __future__ import annotations
+
+import json
+
+from fink_t2.train.__main__ import main
+from fink_t2.train.metrics import AGE_BINS
+
+AGES = [name for name, _, _ in AGE_BINS]
+
+
+def _report(model_id: str, auc: float, beats: bool) -> dict:
+    keys = {"snia_vs_rest_auc": auc, "accuracy": 0.8, "snia_purity_at_0.5": 0.85,
+            "snia_completeness_at_0.5": 0.9, "snia_ece": 0.03, "log_loss": 0.6}
+    by_age = {a: auc for a in AGES}
+    ci = {k: [v - 0.01, v + 0.01] for k, v in keys.items()} | {
+        "snia_vs_rest_auc_by_age_days": {a: [auc - 0.05, auc + 0.05] for a in AGES},
+        "auc_minus_reference_by_age_days": {a: [-0.01, 0.1] for a in AGES}}
+    baseline = keys | {"snia_vs_rest_auc_by_age_days": {a: 0.7 for a in AGES}, "ci95": ci,
+                       "trained_on": {"n_alerts": 100, "n_objects": 10}}
+    return keys | {"model_id": model_id, "model": "unused.tflite", "snia_vs_rest_auc_by_age_days": by_age,
+                   "ci95": ci, "baseline": baseline, "alerts_by_age_days": {a: 5 for a in AGES},
+                   "auc_minus_reference_by_age_days": {a: auc - 0.7 for a in AGES},
+                   "beats_baseline_in_every_age_bin": beats, "n_objects": 10, "n_alerts": 50,
+                   "data": {"directory": "/x/ztf_bts_antares", "split": "val", "split_seed": 42,
+                            "val_fraction": 0.25, "per_object": 5, "seed": 2024}}
+
+
+def _write(tmp_path, name: str, report: dict) -> str:
+    path = tmp_path / f"{name}.json"
+    path.write_text(json.dumps(report))
+    return str(path)
+
+
+def _rows(doc) -> list[str]:
+    table = doc.read_text().split("## Headline")[1].split("## SN Ia")[0]
+    return [line.split(" | ")[0].lstrip("| ") for line in table.splitlines() if line.startswith("| ")][1:]
+
+
+def test_rows_follow_the_command_line_and_absent_optional_rows_are_said(tmp_path, capsys):
+    default = _write(tmp_path, "default", _report("t2-ztf-clustered-quantized", 0.9, beats=True))
+    a = _write(tmp_path, "a", _report("a", 0.8, beats=False))
+    b = _write(tmp_path, "b", _report("b", 0.7, beats=False))
+    doc = tmp_path / "docs" / "ztf-model.md"
+    rc = main(["science-report", "--default", default, "--other", f"row b={b}",
+               "--optional-other", f"row missing={tmp_path / 'none.json'}", "--optional-other", f"row a={a}",
+               "--doc", str(doc)])
+    assert rc == 0
+    assert _rows(doc) == ["**t2-ztf-clustered-quantized** (default)", "row b", "row a",
+                          "feature baseline (logistic regression, 13 GP features)"]
+    assert "row left out" in capsys.readouterr().out and "row missing" not in doc.read_text()
+
+
+def test_failed_gate_exits_3_ships_nothing_and_keeps_the_run_name(tmp_path):
+    default = _write(tmp_path, "default", _report("t2-ztf-clustered-quantized", 0.6, beats=False))
+    doc, ship = tmp_path / "ztf-model.md", tmp_path / "models"
+    rc = main(["science-report", "--default", default, "--doc", str(doc), "--ship", str(ship),
+               "--ship-id", "fink-t2-ztf-new"])
+    assert rc == 3
+    assert not ship.exists()
+    assert _rows(doc)[0] == "**t2-ztf-clustered-quantized** (default)"
+    assert "**FAILED**" in doc.read_text()
