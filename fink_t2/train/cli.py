@@ -31,6 +31,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         plasticc_per_object=args.plasticc_per_object, bts_per_object=args.bts_per_object,
         max_objects=args.max_objects, seed=args.seed, scaling=args.scaling, input_contract=args.input_contract,
         plasticc_weight=args.plasticc_weight, bts_augment_copies=args.bts_augment_copies,
+        age_balanced=args.age_balanced,
     )
     config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.lr,
                          patience=args.patience, seed=args.seed, loss=args.loss)
@@ -219,6 +220,8 @@ def add_train_parsers(subparsers) -> None:
     p.add_argument("--plasticc-weight", type=float, default=1.0, help="sample weight of PLAsTiCC rows vs BTS rows")
     p.add_argument("--bts-augment-copies", type=int, default=0,
                    help="extra cadence/noise-augmented emulations of the BTS train objects")
+    p.add_argument("--age-balanced", action="store_true",
+                   help="weigh each alert-age bin of an object equally (not each row): early alerts count more")
     p.add_argument("--compress", action="store_true", help="also build the compression variants")
     p.add_argument("--cluster-epochs", type=int, default=10)
     p.add_argument("--no-progress", action="store_true")

@@ -45,6 +45,7 @@ from fink_t2.contract import BANDS, GRID_LENGTH, ZERO_POINT, ZTF_WAVELENGTH_A
 from fink_t2.science.lightcurve import BAND_FIDS, LightCurves, build_light_curves, cut_reasons, mag_to_flux
 from fink_t2.science.model_input import band_wavelengths
 from fink_t2.train.labels import PLASTICC_ID_TO_INDEX, bts_class_index
+from fink_t2.train.metrics import AGE_BINS
 from fink_t2.config import REPO_ROOT
 
 log = logging.getLogger(__name__)
@@ -493,6 +494,19 @@ class Prepared:
 def _object_weights(object_id: np.ndarray) -> np.ndarray:
     _, inverse, counts = np.unique(object_id, return_inverse=True, return_counts=True)
     return 1.0 / counts[inverse]
+
+
+def age_balanced_weights(object_id: np.ndarray, age: np.ndarray) -> np.ndarray:
+    """Per-row weights summing to 1 per object, split equally over the ``metrics.AGE_BINS`` bins of
+    alert ``age`` (days) the object has rows in, then equally over the rows of a bin; ages past the
+    last bin join it."""
+    edges = np.array([lo for _, lo, _ in AGE_BINS[1:]])
+    age_bin = np.searchsorted(edges, np.asarray(age, dtype=np.float64), side="right")
+    _, obj = np.unique(np.asarray(object_id), return_inverse=True)
+    cell = obj * len(AGE_BINS) + age_bin
+    cells, cell_index, rows_in_cell = np.unique(cell, return_inverse=True, return_counts=True)
+    bins_of_object = np.bincount(cells // len(AGE_BINS), minlength=len(np.unique(obj)))
+    return 1.0 / (rows_in_cell[cell_index] * bins_of_object[obj])
 
 
 def prepare_alerts(phot: Photometry, per_object: int, seed: int, history_days: float = HISTORY_DAYS,

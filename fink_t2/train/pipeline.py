@@ -68,6 +68,10 @@ class DataSpec:
     #: extra emulations of every BTS train object with cadence and noise augmentation
     #: (``data.augment_photometry``): points dropped and fluxes re-drawn within their errors
     bts_augment_copies: int = 0
+    #: training rows only: within each object, every alert-age bin (``metrics.AGE_BINS``) it has rows
+    #: in weighs the same, not every row (early alerts, a few per object, no longer outweighed by late
+    #: ones); the early-stopping and calibration rows keep "each object once", the evaluated population
+    age_balanced: bool = False
 
     def as_dict(self) -> dict:
         return dict(self.__dict__)
@@ -84,6 +88,7 @@ class TrainingData:
     w_train: np.ndarray | None = None  # sample weights (objects count once, PLAsTiCC × plasticc_weight)
     w_es: np.ndarray | None = None
     ztf_es: np.ndarray | None = None  # (early-stopping rows,) bool: ZTF (BTS) rows, the calibration set
+    age_es: np.ndarray | None = None  # (early-stopping rows,) days since the first detection at the alert
 
     @property
     def channels(self) -> int:
@@ -129,7 +134,8 @@ def load_training_data(spec: DataSpec, progress: bool = True) -> TrainingData:
     stats = _robust_stats(full.gp_mean[~held]) if spec.scaling == "robust_global" else None
     x = full.model_inputs({"input_contract": spec.input_contract, "scaling": spec.scaling, "scaling_stats": stats})
     extreme = ~(np.abs(x).max(axis=(1, 2)) <= MAX_ABS_INPUT)  # NaN counts as extreme
-    weight = _sample_weights(parts, spec.plasticc_weight)
+    weight = _sample_weights(parts, spec.plasticc_weight)  # early stopping and calibration: objects once
+    train_weight = _sample_weights(parts, spec.plasticc_weight, spec.age_balanced)
     is_ztf = np.concatenate([np.full(len(p), name.startswith("bts")) for name, p in parts])
     description = {
         name: {"alerts_or_curves": len(p), "objects": p.n_objects,
@@ -140,19 +146,23 @@ def load_training_data(spec: DataSpec, progress: bool = True) -> TrainingData:
                                              "rows": int((held & ~extreme).sum())}
     description["dropped_extreme_inputs"] = {"max_abs_input": MAX_ABS_INPUT, "rows": int(extreme.sum())}
     train, es = ~held & ~extreme, held & ~extreme
-    description["sample_weights"] = {"each_object_once_per_source": True, "plasticc_weight": spec.plasticc_weight}
+    description["sample_weights"] = {"each_object_once_per_source": True, "plasticc_weight": spec.plasticc_weight,
+                                     "age_bins_equal_within_object": spec.age_balanced}
     return TrainingData(x[train], full.label[train], x[es], full.label[es], stats, description,
-                        weight[train], weight[es], is_ztf[es])
+                        train_weight[train], weight[es], is_ztf[es], full.age[es])
 
 
-def _sample_weights(parts: list[tuple[str, "datasets.Prepared"]], plasticc_weight: float) -> np.ndarray:
-    """Per-row weights: 1/(rows of the object) within each part, PLAsTiCC parts × ``plasticc_weight``,
-    augmented copies share their object's weight with the original."""
+def _sample_weights(parts: list[tuple[str, "datasets.Prepared"]], plasticc_weight: float,
+                    age_balanced: bool = False) -> np.ndarray:
+    """Per-row weights: each object 1 within each part (split evenly over its rows, or over its
+    age bins then rows with ``age_balanced``), PLAsTiCC parts × ``plasticc_weight``, augmented
+    copies share their object's weight with the original."""
     augmented = sum(name.startswith("bts_train_alerts") for name, _ in parts)
     out = []
     for name, part in parts:
         factor = plasticc_weight if name.startswith("plasticc") else 1.0 / max(augmented, 1)
-        out.append(part.weight * factor)
+        weight = datasets.age_balanced_weights(part.object_id, part.age) if age_balanced else part.weight
+        out.append(weight * factor)
     return np.concatenate(out)
 
 

@@ -62,6 +62,17 @@ def test_metrics_weights_count_objects_once():
     assert metrics.log_loss(y, p, w) == pytest.approx(-(np.log(0.9) + np.log(0.5)) / 2)
 
 
+def test_age_balanced_weights_split_each_object_over_its_age_bins():
+    from fink_t2.train import data
+
+    # object a: ages 0.5, 1 (bin 0-3), 4 (3-7), 40, 50 (30-60); b: 2, 2 (0-3) and 100 d (past 60-90: joins it)
+    ids = np.array(["a"] * 5 + ["b"] * 3)
+    age = np.array([0.5, 1.0, 4.0, 40.0, 50.0, 2.0, 2.0, 100.0])
+    w = data.age_balanced_weights(ids, age)
+    np.testing.assert_allclose(w, [1 / 6, 1 / 6, 1 / 3, 1 / 6, 1 / 6, 1 / 4, 1 / 4, 1 / 2])
+    assert data.age_balanced_weights(np.array([], dtype=str), np.array([])).size == 0
+
+
 def test_auc_ties_and_degenerate():
     assert metrics.roc_auc([True, False], [0.5, 0.5]) == pytest.approx(0.5)
     assert metrics.roc_auc([True, True, False, False], [0.9, 0.8, 0.1, 0.2]) == pytest.approx(1.0)
