@@ -72,6 +72,8 @@ EVAL_PER_OBJECT ?= 5
 SPAN_ABLATION := $(TRAIN_OUT)/ablation-span/t2-ztf.tflite
 # a model file to compare as "previous default" (e.g. one extracted from git history); empty: no such row
 PREVIOUS_MODEL ?=
+# how that previous default was made (its row's label in docs/ztf-model.md)
+PREVIOUS_RECIPE ?= window_asinh_v2, 15 alert epochs per BTS object, 15 epochs
 train-evaluate:
 	$(T2TRAIN) evaluate --model $(TRAIN_OUT)/t2-ztf-clustered-quantized.tflite --bts $(BTS_DIR) --split val \
 	  --per-object $(EVAL_PER_OBJECT) --out $(TRAIN_OUT)/eval/ours-bts-val.json --no-progress
@@ -95,7 +97,7 @@ train-evaluate:
 	  --per-object $(EVAL_PER_OBJECT) --out $(TRAIN_OUT)/eval/previous-bts-val.json --no-progress; fi
 	$(T2TRAIN) science-report --default $(TRAIN_OUT)/eval/ours-bts-val.json \
 	  --other "published fink-t2-quantized-28341 (span grid, per-band per-alert scaling, as shipped)=$(TRAIN_OUT)/eval/published-bts-val.json" \
-	  --optional-other "previous default $(notdir $(basename $(PREVIOUS_MODEL))) (window_asinh_v2, 15 alert epochs per BTS object, 15 epochs)=$(TRAIN_OUT)/eval/previous-bts-val.json" \
+	  --optional-other "previous default $(notdir $(basename $(PREVIOUS_MODEL))) ($(PREVIOUS_RECIPE))=$(TRAIN_OUT)/eval/previous-bts-val.json" \
 	  --other "ablation: default recipe, float, before the clustering fine-tune=$(TRAIN_OUT)/eval/ours-float-bts-val.json" \
 	  --optional-other "ablation: same recipe, span_grid_v1 input (float; make train-ablations)=$(TRAIN_OUT)/eval/span-float-bts-val.json" \
 	  --doc $(DOCS_DIR)/ztf-model.md --command "make train" \
