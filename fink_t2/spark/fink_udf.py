@@ -24,12 +24,12 @@ Examples
 >>> one.objectId, one.maxclass
 ('ZTF21acoshvy', 'SNIa')
 >>> round(one.t2["SNIa"], 1)
-0.8
+0.9
 >>> sorted(one.t2) == sorted(CLASS_NAMES) and abs(sum(one.t2.values()) - 1) < 1e-5
 True
 
-(0.7955 here with the default model `fink-t2-ztf-w3`: the map holds float32, and the GP's round-off
-(numba or numpy) and LiteRT's kernels move a probability by far less than the 0.045 that separates it
+(0.9301 here with the default model `fink-t2-ztf-w4`: the map holds float32, and the GP's round-off
+(numba or numpy) and LiteRT's kernels move a probability by far less than the 0.0199 that separates it
 from a rounding boundary.)
 
 An alert the cuts reject gets −1.0 for every class and an empty ``maxclass`` (here a variable
@@ -43,7 +43,7 @@ holds the same sentinels):
 ('LPV*', '', {-1.0}, True)
 
 The distribution filter, e.g. SN Ia candidates at P(SNIa) ≥ 0.5 (the three classified alerts of
-the sample: ZTF21acobels twice, P = 0.56 and 0.64, and ZTF21acoshvy):
+the sample: ZTF21acobels twice, P = 0.53 and 0.59, and ZTF21acoshvy):
 
 >>> snia = scored.filter(t2_filter(("SNIa",), 0.5)("t2"))
 >>> sorted(row.objectId for row in snia.select("objectId").collect())

@@ -293,11 +293,12 @@ SCIENCE_NOTES = [
     "instead.",
     "Training data: every eligible alert epoch of every BTS train-split object (an epoch is eligible when the "
     "30-day window holds ≥ 2 g and ≥ 2 r detections, ≤ 90 d after the first detection), up to 30 epochs with "
-    "patience 4; the previous default drew 15 alert epochs per object and stopped at its 15-epoch cap while "
-    "still improving — its row shows what the data and the longer training bought, with the same input and loss.",
-    "Selection: the default is the recipe with the best SN Ia-vs-rest AUC on the early-stopping hold-out "
+    "patience 4. The previous default is the same recipe with another seed (42): its row is the run-to-run "
+    "spread, not a choice.",
+    "Selection: the default is the run with the best SN Ia-vs-rest AUC on the early-stopping hold-out "
     "(15 % of the train-split objects; `early_stopping_metrics` in the model's `.train.json`), not on this "
-    "split; this split only decides the ship gate.",
+    "split, among the runs tried (seeds 42 and 7; cadence/noise augmentation, `--bts-augment-copies 1`; "
+    "age-balanced training weights, `--age-balanced`); this split only decides the ship gate.",
     "The ablation rows differ from the default in one choice each (see their labels); all were evaluated by "
     "the same command on the same alerts.",
 ]
