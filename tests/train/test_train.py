@@ -73,6 +73,19 @@ def test_age_balanced_weights_split_each_object_over_its_age_bins():
     assert data.age_balanced_weights(np.array([], dtype=str), np.array([])).size == 0
 
 
+def test_training_weights_age_balanced_per_source_and_plasticc_factor():
+    from types import SimpleNamespace
+
+    from fink_t2.train import pipeline
+
+    bts = SimpleNamespace(object_id=np.array(["a", "a", "a"]), age=np.array([1.0, 2.0, 40.0]),
+                          weight=np.full(3, 1 / 3))
+    plasticc = SimpleNamespace(object_id=np.array(["p", "p"]), age=np.array([1.0, 1.0]), weight=np.full(2, 0.5))
+    parts = [("plasticc_train_alerts", plasticc), ("bts_train_alerts", bts)]
+    np.testing.assert_allclose(pipeline._sample_weights(parts, 0.3), [0.15, 0.15, 1 / 3, 1 / 3, 1 / 3])
+    np.testing.assert_allclose(pipeline._sample_weights(parts, 0.3, age_balanced=True), [0.15, 0.15, 0.25, 0.25, 0.5])
+
+
 def test_auc_ties_and_degenerate():
     assert metrics.roc_auc([True, False], [0.5, 0.5]) == pytest.approx(0.5)
     assert metrics.roc_auc([True, True, False, False], [0.9, 0.8, 0.1, 0.2]) == pytest.approx(1.0)
