@@ -18,7 +18,6 @@ weights ``w`` (N,) (e.g. 1/alerts-per-object so each object counts once).
 from __future__ import annotations
 
 import numpy as np
-from scipy.optimize import minimize_scalar
 
 from fink_t2.contract import CLASS_NAMES
 
@@ -125,6 +124,7 @@ def fit_temperature(y, p, w=None, bounds=(0.05, 20.0)) -> float:
     def objective(log_t: float) -> float:
         return log_loss(y, apply_temperature(p, float(np.exp(log_t))), w)
 
+    from scipy.optimize import minimize_scalar  # here: scipy is optional, and the core CLI imports this module
     res = minimize_scalar(objective, bounds=tuple(np.log(bounds)), method="bounded", options={"xatol": 1e-5})
     return float(np.exp(res.x))
 
