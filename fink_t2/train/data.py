@@ -502,10 +502,10 @@ def age_balanced_weights(object_id: np.ndarray, age: np.ndarray) -> np.ndarray:
     last bin join it."""
     edges = np.array([lo for _, lo, _ in AGE_BINS[1:]])
     age_bin = np.searchsorted(edges, np.asarray(age, dtype=np.float64), side="right")
-    _, obj = np.unique(np.asarray(object_id), return_inverse=True)
+    objects, obj = np.unique(np.asarray(object_id), return_inverse=True)
     cell = obj * len(AGE_BINS) + age_bin
     cells, cell_index, rows_in_cell = np.unique(cell, return_inverse=True, return_counts=True)
-    bins_of_object = np.bincount(cells // len(AGE_BINS), minlength=len(np.unique(obj)))
+    bins_of_object = np.bincount(cells // len(AGE_BINS), minlength=len(objects))
     return 1.0 / (rows_in_cell[cell_index] * bins_of_object[obj])
 
 

@@ -88,7 +88,6 @@ class TrainingData:
     w_train: np.ndarray | None = None  # sample weights (objects count once, PLAsTiCC × plasticc_weight)
     w_es: np.ndarray | None = None
     ztf_es: np.ndarray | None = None  # (early-stopping rows,) bool: ZTF (BTS) rows, the calibration set
-    age_es: np.ndarray | None = None  # (early-stopping rows,) days since the first detection at the alert
 
     @property
     def channels(self) -> int:
@@ -135,7 +134,7 @@ def load_training_data(spec: DataSpec, progress: bool = True) -> TrainingData:
     x = full.model_inputs({"input_contract": spec.input_contract, "scaling": spec.scaling, "scaling_stats": stats})
     extreme = ~(np.abs(x).max(axis=(1, 2)) <= MAX_ABS_INPUT)  # NaN counts as extreme
     weight = _sample_weights(parts, spec.plasticc_weight)  # early stopping and calibration: objects once
-    train_weight = _sample_weights(parts, spec.plasticc_weight, spec.age_balanced)
+    train_weight = _sample_weights(parts, spec.plasticc_weight, age_balanced=True) if spec.age_balanced else weight
     is_ztf = np.concatenate([np.full(len(p), name.startswith("bts")) for name, p in parts])
     description = {
         name: {"alerts_or_curves": len(p), "objects": p.n_objects,
@@ -149,7 +148,7 @@ def load_training_data(spec: DataSpec, progress: bool = True) -> TrainingData:
     description["sample_weights"] = {"each_object_once_per_source": True, "plasticc_weight": spec.plasticc_weight,
                                      "age_bins_equal_within_object": spec.age_balanced}
     return TrainingData(x[train], full.label[train], x[es], full.label[es], stats, description,
-                        train_weight[train], weight[es], is_ztf[es], full.age[es])
+                        train_weight[train], weight[es], is_ztf[es])
 
 
 def _sample_weights(parts: list[tuple[str, "datasets.Prepared"]], plasticc_weight: float,
