@@ -28,7 +28,7 @@ SHIP_DIR ?= $(MODELS_DIR)
 TASKSET := $(shell command -v taskset >/dev/null 2>&1 && echo taskset -c $(TRAIN_CPU))
 T2TRAIN := FINK_T2_TRAIN_THREADS=1 $(TASKSET) $(PY) -m fink_t2.train -v
 
-.PHONY: train train-venv train-plasticc train-ztf train-ablations train-evaluate
+.PHONY: train train-venv train-plasticc train-ztf train-ztf-float train-plasticc-weight-search train-ablations train-evaluate
 
 # tf-keras 2.21 declares a dependency on the full `tensorflow` wheel; with tensorflow-cpu it is
 # installed --no-deps (environment.md §1, "same, CPU only, smaller").
@@ -55,12 +55,25 @@ train-plasticc:
 # contract window_asinh_v2, sample-weighted cross-entropy (each object once: the ZTF prior), up to ZTF_EPOCHS
 # epochs with patience 4; temperature fitted on the ZTF rows of the early-stopping hold-out by `compress`.
 BTS_EVERY_EPOCH := 1000
-ZTF_RECIPE := --loss cross_entropy --bts-per-object $(BTS_EVERY_EPOCH) --plasticc-per-object 6 --plasticc-weight 0.3
+PLASTICC_WEIGHT ?= 0.3
+ZTF_RECIPE = --loss cross_entropy --bts-per-object $(BTS_EVERY_EPOCH) --plasticc-per-object 6 --plasticc-weight $(PLASTICC_WEIGHT)
 ZTF_TRAIN_FLAGS ?= --input-contract window_asinh_v2 $(ZTF_RECIPE)
-train-ztf:
+# the float model of that recipe in FLOAT_OUT
+FLOAT_OUT ?= $(TRAIN_OUT)
+train-ztf-float:
 	$(T2TRAIN) train --data ztf $(ZTF_TRAIN_FLAGS) --epochs $(ZTF_EPOCHS) --patience 4 --batch-size 256 \
-	  --seed $(ZTF_SEED) --out $(TRAIN_OUT) --model-id t2-ztf --no-progress
-	$(T2TRAIN) compress --out $(TRAIN_OUT) --model-id t2-ztf --cluster-epochs 6 --prune-epochs 1 --no-progress
+	  --seed $(ZTF_SEED) --out $(FLOAT_OUT) --model-id t2-ztf --no-progress
+train-ztf: train-ztf-float
+	$(T2TRAIN) compress --out $(FLOAT_OUT) --model-id t2-ztf --cluster-epochs 6 --prune-epochs 1 --no-progress
+
+# The PLAsTiCC weight chosen by validation (docs/ztf-model.md): the ZTF recipe (float, no compression) with each
+# weight of PLASTICC_WEIGHTS, then the runs compared on the ZTF rows of the early-stopping hold-out (never val).
+PLASTICC_WEIGHTS ?= 0.1 0.3 1.0
+train-plasticc-weight-search:
+	for w in $(PLASTICC_WEIGHTS); do $(MAKE) --no-print-directory train-ztf-float PLASTICC_WEIGHT=$$w \
+	  FLOAT_OUT=$(TRAIN_OUT)/plasticc-weight-$$w || exit 1; done
+	$(T2TRAIN) compare-runs $(foreach w,$(PLASTICC_WEIGHTS),$(TRAIN_OUT)/plasticc-weight-$(w)) \
+	  --out $(TRAIN_OUT)/plasticc-weight-search.json --no-progress
 
 # Ablation (docs/ztf-model.md): the same recipe with the published input contract, float (no compression).
 train-ablations:

@@ -43,10 +43,47 @@ def cmd_train(args: argparse.Namespace) -> int:
           f"{rec['train_seconds']:.0f} s")
     es = rec["early_stopping_metrics"]
     print("early-stopping set: " + "  ".join(f"{k}={v:.4f}" for k, v in es.items()))
+    if rec["ztf_early_stopping_metrics"]:
+        print(format_run_comparison([{"run": args.out, "seed": spec.seed, "plasticc_weight": spec.plasticc_weight,
+                                      "ztf_early_stopping_metrics": rec["ztf_early_stopping_metrics"]}]))
     if args.compress:
         summary = pipeline.compress_variants(Path(args.out), model_id, args.cluster_epochs, progress=_progress_enabled(args),
                                              keras_model=result["keras"], record=rec, training=result["data"])
         _print_variants(summary)
+    return 0
+
+
+def format_run_comparison(rows: list[dict]) -> str:
+    """Markdown table of ``pipeline.compare_runs`` rows, the best SN Ia AUC marked ``*``."""
+    from fink_t2.train.metrics import AGE_BINS, SNIA_THRESHOLD
+
+    ages = [name for name, _, _ in AGE_BINS]
+    auc = [r["ztf_early_stopping_metrics"].get("snia_vs_rest_auc", float("nan")) for r in rows]
+    best = int(np.nanargmax(auc)) if np.isfinite(auc).any() else -1
+    lines = ["| run | seed | PLAsTiCC weight | SN Ia AUC | " + " | ".join(f"{a} d" for a in ages)
+             + f" | purity | completeness | SN Ia ECE |", "|---" * (9 + len(ages)) + "|"]
+    for i, r in enumerate(rows):
+        m = r["ztf_early_stopping_metrics"]
+        by_age = m.get("snia_vs_rest_auc_by_age_days", {})
+        cells = [f"{r['run']}{' *' if i == best else ''}", str(r["seed"]), f"{r['plasticc_weight']:g}",
+                 f"{auc[i]:.3f}", *(f"{by_age.get(a, float('nan')):.3f}" for a in ages),
+                 f"{m.get(f'snia_purity_at_{SNIA_THRESHOLD}', float('nan')):.3f}",
+                 f"{m.get(f'snia_completeness_at_{SNIA_THRESHOLD}', float('nan')):.3f}",
+                 f"{m.get('snia_ece', float('nan')):.3f}"]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def cmd_compare_runs(args: argparse.Namespace) -> int:
+    from fink_t2.train import pipeline
+
+    rows = pipeline.compare_runs([Path(r) for r in args.runs], args.model_id, progress=_progress_enabled(args))
+    print("ZTF rows of the early-stopping hold-out (train-split objects, each object once; not the val split); "
+          "float models, before calibration")
+    print(format_run_comparison(rows))
+    if args.out:
+        Path(args.out).write_text(json.dumps(rows, indent=1) + "\n")
+        print(f"wrote {args.out}")
     return 0
 
 
@@ -226,6 +263,14 @@ def add_train_parsers(subparsers) -> None:
     p.add_argument("--cluster-epochs", type=int, default=10)
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(handler=cmd_train)
+
+    p = subparsers.add_parser("compare-runs", help="SN Ia metrics of training runs on the ZTF rows of the "
+                              "early-stopping hold-out (choose a PLAsTiCC weight, seed or option without the val split)")
+    p.add_argument("runs", nargs="+", help="training output folders (each with <model-id>.train.json + .tflite)")
+    p.add_argument("--model-id", default="t2-ztf")
+    p.add_argument("--out", help="also write the rows as JSON here")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(handler=cmd_compare_runs)
 
     p = subparsers.add_parser("compress", help="clustering / quantization / pruning variants of a trained model")
     p.add_argument("--out", default=str(data.REPO_ROOT / "run" / "train"), help="folder of the trained model")

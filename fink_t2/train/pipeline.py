@@ -88,6 +88,7 @@ class TrainingData:
     w_train: np.ndarray | None = None  # sample weights (objects count once, PLAsTiCC × plasticc_weight)
     w_es: np.ndarray | None = None
     ztf_es: np.ndarray | None = None  # (early-stopping rows,) bool: ZTF (BTS) rows, the calibration set
+    age_es: np.ndarray | None = None  # (early-stopping rows,) days since the first detection at the alert
 
     @property
     def channels(self) -> int:
@@ -148,7 +149,7 @@ def load_training_data(spec: DataSpec, progress: bool = True) -> TrainingData:
     description["sample_weights"] = {"each_object_once_per_source": True, "plasticc_weight": spec.plasticc_weight,
                                      "age_bins_equal_within_object": spec.age_balanced}
     return TrainingData(x[train], full.label[train], x[es], full.label[es], stats, description,
-                        train_weight[train], weight[es], is_ztf[es])
+                        train_weight[train], weight[es], is_ztf[es], full.age[es])
 
 
 def _sample_weights(parts: list[tuple[str, "datasets.Prepared"]], plasticc_weight: float,
@@ -209,10 +210,12 @@ def train(spec: DataSpec, config: TrainConfig, out_dir: Path, model_id: str, pro
     model.save_weights(out_dir / f"{model_id}.h5")
     p_es = fit.predict_keras(model, td.x_es)
     es_metrics = metrics.summary(td.y_es, p_es, td.w_es)
+    ztf_es_metrics = ztf_holdout_metrics(td, p_es)
     tflite = compress.to_tflite(model, quantize=False)
     record = {
         "model_id": model_id, "spec": spec.as_dict(), "config": config.as_dict(), "history": history,
         "scaling_stats": td.scaling_stats, "data": td.description, "early_stopping_metrics": es_metrics,
+        "ztf_early_stopping_metrics": ztf_es_metrics,
         "best_epoch": int(np.argmin(history["val_loss"])) + 1 if history.get("val_loss") else None,
         "epochs_run": len(history["loss"]), "train_seconds": train_seconds, "prep_seconds": prep_seconds,
         "n_train": int(len(td.y_train)), "n_early_stopping": int(len(td.y_es)), "git": git_commit(),
@@ -226,6 +229,35 @@ def train(spec: DataSpec, config: TrainConfig, out_dir: Path, model_id: str, pro
     plots.training_curves({"baseline": history}, out_dir / f"{model_id}.training.png",
                           title=f"{model_id}: {spec.data} data, {len(td.y_train)} train rows")
     return {"model": path, "record": record, "keras": model, "data": td}
+
+
+def ztf_holdout_metrics(td: TrainingData, p_es: np.ndarray) -> dict:
+    """SN Ia keys of ``evaluate`` (``metrics.snia_metrics``) on the ZTF (BTS) rows of the early-stopping
+    hold-out, each object once: where runs with other PLAsTiCC weights, seeds or options are compared
+    (these rows and their weights do not depend on the PLAsTiCC weight; ``early_stopping_metrics``
+    mixes in the PLAsTiCC rows, weighted by it). Empty without ZTF rows."""
+    rows = td.ztf_es
+    if rows is None or td.age_es is None or not rows.any():
+        return {}
+    return metrics.snia_metrics(td.y_es[rows], p_es[rows], td.age_es[rows], td.w_es[rows] if td.w_es is not None else None)
+
+
+def compare_runs(run_dirs: list[Path], model_id: str, progress: bool = False) -> list[dict]:
+    """``ztf_holdout_metrics`` of the float TFLite ``<id>.tflite`` of each training run folder, its data
+    re-prepared from its ``.train.json`` spec (cached); runs trained before that key existed included."""
+    from fink_t2.science.model import load_model
+
+    rows = []
+    for run in map(Path, run_dirs):
+        record = json.loads((run / f"{model_id}.train.json").read_text())
+        spec = DataSpec(**record["spec"])
+        td = load_training_data(spec, progress)
+        p_es = load_model(run / f"{model_id}.tflite").predict(td.x_es)
+        rows.append({"run": str(run), "seed": spec.seed, "plasticc_weight": spec.plasticc_weight,
+                     "input_contract": spec.input_contract, "age_balanced": spec.age_balanced,
+                     "bts_augment_copies": spec.bts_augment_copies, "ztf_rows": int(td.ztf_es.sum()),
+                     "ztf_early_stopping_metrics": ztf_holdout_metrics(td, p_es)})
+    return rows
 
 
 def _training_summary(record: dict) -> dict:

@@ -86,6 +86,34 @@ def test_training_weights_age_balanced_per_source_and_plasticc_factor():
     np.testing.assert_allclose(pipeline._sample_weights(parts, 0.3, age_balanced=True), [0.15, 0.15, 0.25, 0.25, 0.5])
 
 
+def test_ztf_holdout_metrics_use_the_ztf_rows_only():
+    from fink_t2.train import pipeline
+
+    # rows 0-3 ZTF (2 SN Ia ranked above 2 SN II), rows 4-5 PLAsTiCC ranked the wrong way round
+    y = np.array([SNIA, SNIA, SNII, SNII, SNIA, SNII])
+    p = _one_hot_probs([{SNIA: 0.9}, {SNIA: 0.8}, {SNIA: 0.2}, {SNIA: 0.1}, {SNIA: 0.05}, {SNIA: 0.95}])
+    td = pipeline.TrainingData(np.zeros((0, 1, 1)), np.zeros(0), np.zeros((6, 1, 1)), y, None,
+                               w_es=np.ones(6), ztf_es=np.array([True] * 4 + [False] * 2),
+                               age_es=np.array([1.0, 5.0, 1.0, 5.0, 1.0, 1.0]))
+    m = pipeline.ztf_holdout_metrics(td, p)
+    assert m["snia_vs_rest_auc"] == pytest.approx(1.0)  # the PLAsTiCC rows alone would give 0
+    assert m["snia_vs_rest_auc_by_age_days"]["0-3"] == pytest.approx(1.0)
+    assert np.isnan(m["snia_vs_rest_auc_by_age_days"]["7-14"])
+    assert m["snia_purity_at_0.5"] == pytest.approx(1.0) and m["snia_completeness_at_0.5"] == pytest.approx(1.0)
+    td.ztf_es[:] = False
+    assert pipeline.ztf_holdout_metrics(td, p) == {}
+
+
+def test_run_comparison_marks_the_best_auc():
+    from fink_t2.train.cli import format_run_comparison
+
+    rows = [{"run": name, "seed": 7, "plasticc_weight": w, "ztf_early_stopping_metrics": {"snia_vs_rest_auc": auc}}
+            for name, w, auc in (("a", 0.1, 0.91), ("b", 0.3, 0.93), ("c", 1.0, float("nan")))]
+    table = format_run_comparison(rows).splitlines()
+    assert len(table) == 5 and table[3].startswith("| b * | 7 | 0.3 | 0.930 |")
+    assert "*" not in table[2] + table[4]
+
+
 def test_auc_ties_and_degenerate():
     assert metrics.roc_auc([True, False], [0.5, 0.5]) == pytest.approx(0.5)
     assert metrics.roc_auc([True, True, False, False], [0.9, 0.8, 0.1, 0.2]) == pytest.approx(1.0)
@@ -258,6 +286,29 @@ def test_tiny_training_exports_matching_tflite(tiny_training):
     model = load_model(out / "tiny.tflite")  # sha256 + contract checks of the runner
     x = result["data"].x_es[:40]
     np.testing.assert_allclose(model.predict(x), fit.predict_keras(result["keras"], x), atol=1e-5)
+
+
+@needs_tf
+@pytest.mark.shared
+def test_training_records_and_compares_the_ztf_holdout(tiny_training, capsys):
+    from fink_t2.science.model import load_model
+    from fink_t2.train import fit, pipeline
+    from fink_t2.train.__main__ import main as train_main
+
+    out, result = tiny_training
+    td, record = result["data"], result["record"]
+    assert td.ztf_es.any() and not td.ztf_es.all()  # BTS and PLAsTiCC rows in the hold-out
+    same = lambda a, b: json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True)  # NaN (empty age bin) too
+    assert same(record["ztf_early_stopping_metrics"], pipeline.ztf_holdout_metrics(td, fit.predict_keras(result["keras"], td.x_es)))
+    assert set(record["ztf_early_stopping_metrics"]) >= {"snia_vs_rest_auc", "snia_vs_rest_auc_by_age_days", "snia_ece"}
+    # compare-runs re-prepares the same hold-out from the spec and scores the float TFLite
+    (row,) = pipeline.compare_runs([out], "tiny")
+    expected = pipeline.ztf_holdout_metrics(td, load_model(out / "tiny.tflite").predict(td.x_es))
+    assert same(row["ztf_early_stopping_metrics"], expected) and row["ztf_rows"] == int(td.ztf_es.sum())
+    assert row["plasticc_weight"] == 1.0 and row["seed"] == 1
+    assert train_main(["compare-runs", str(out), "--model-id", "tiny", "--out", str(out / "cmp.json")]) == 0
+    assert f"{expected['snia_vs_rest_auc']:.3f}" in capsys.readouterr().out
+    assert json.loads((out / "cmp.json").read_text())[0]["seed"] == 1
 
 
 @needs_tf
