@@ -115,6 +115,7 @@ train-evaluate:
 	  --optional-other "previous default $(notdir $(basename $(PREVIOUS_MODEL))) ($(PREVIOUS_RECIPE))=$(TRAIN_OUT)/eval/previous-bts-val.json" \
 	  --other "ablation: default recipe, float, before the clustering fine-tune=$(TRAIN_OUT)/eval/ours-float-bts-val.json" \
 	  --optional-other "ablation: same recipe, span_grid_v1 input (float; make train-ablations)=$(TRAIN_OUT)/eval/span-float-bts-val.json" \
+	  --runs-comparison "PLAsTiCC weight (make train-plasticc-weight-search)=$(TRAIN_OUT)/plasticc-weight-search.json" \
 	  --doc $(DOCS_DIR)/ztf-model.md --command "make train" \
 	  --published $(TRAIN_OUT)/eval/published-bts-val.json --ship $(SHIP_DIR) $(if $(SHIP_ID),--ship-id $(SHIP_ID))
 

@@ -44,8 +44,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     es = rec["early_stopping_metrics"]
     print("early-stopping set: " + "  ".join(f"{k}={v:.4f}" for k, v in es.items()))
     if rec["ztf_early_stopping_metrics"]:
-        print(format_run_comparison([{"run": args.out, "seed": spec.seed, "plasticc_weight": spec.plasticc_weight,
-                                      "ztf_early_stopping_metrics": rec["ztf_early_stopping_metrics"]}]))
+        from fink_t2.train import science_report
+
+        row = {"run": args.out, "seed": spec.seed, "plasticc_weight": spec.plasticc_weight,
+               "ztf_early_stopping_metrics": rec["ztf_early_stopping_metrics"]}
+        print("ZTF rows of the early-stopping set:\n" + science_report.run_comparison_table([row]))
     if args.compress:
         summary = pipeline.compress_variants(Path(args.out), model_id, args.cluster_epochs, progress=_progress_enabled(args),
                                              keras_model=result["keras"], record=rec, training=result["data"])
@@ -53,34 +56,13 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def format_run_comparison(rows: list[dict]) -> str:
-    """Markdown table of ``pipeline.compare_runs`` rows, the best SN Ia AUC marked ``*``."""
-    from fink_t2.train.metrics import AGE_BINS, SNIA_THRESHOLD
-
-    ages = [name for name, _, _ in AGE_BINS]
-    auc = [r["ztf_early_stopping_metrics"].get("snia_vs_rest_auc", float("nan")) for r in rows]
-    best = int(np.nanargmax(auc)) if np.isfinite(auc).any() else -1
-    lines = ["| run | seed | PLAsTiCC weight | SN Ia AUC | " + " | ".join(f"{a} d" for a in ages)
-             + f" | purity | completeness | SN Ia ECE |", "|---" * (9 + len(ages)) + "|"]
-    for i, r in enumerate(rows):
-        m = r["ztf_early_stopping_metrics"]
-        by_age = m.get("snia_vs_rest_auc_by_age_days", {})
-        cells = [f"{r['run']}{' *' if i == best else ''}", str(r["seed"]), f"{r['plasticc_weight']:g}",
-                 f"{auc[i]:.3f}", *(f"{by_age.get(a, float('nan')):.3f}" for a in ages),
-                 f"{m.get(f'snia_purity_at_{SNIA_THRESHOLD}', float('nan')):.3f}",
-                 f"{m.get(f'snia_completeness_at_{SNIA_THRESHOLD}', float('nan')):.3f}",
-                 f"{m.get('snia_ece', float('nan')):.3f}"]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
-
-
 def cmd_compare_runs(args: argparse.Namespace) -> int:
-    from fink_t2.train import pipeline
+    from fink_t2.train import pipeline, science_report
 
     rows = pipeline.compare_runs([Path(r) for r in args.runs], args.model_id, progress=_progress_enabled(args))
     print("ZTF rows of the early-stopping hold-out (train-split objects, each object once; not the val split); "
           "float models, before calibration")
-    print(format_run_comparison(rows))
+    print(science_report.run_comparison_table(rows))
     if args.out:
         Path(args.out).write_text(json.dumps(rows, indent=1) + "\n")
         print(f"wrote {args.out}")
@@ -361,8 +343,15 @@ def cmd_science_report(args: argparse.Namespace) -> int:
             print(f"row left out (no report {path}): {label}")
     default = json.loads(Path(args.default).read_text())
     passed = science_report.ship_gate(default)
+    comparisons = {}
+    for item in args.runs_comparison:
+        title, path = item.split("=", 1)
+        if Path(path).is_file():
+            comparisons[title] = json.loads(Path(path).read_text())
+        else:
+            print(f"selection table left out (no {path}): {title}")
     doc = science_report.write(Path(args.doc), Path(args.default), others, args.command, SCIENCE_NOTES,
-                               default_name=args.ship_id if args.ship and passed else None)
+                               default_name=args.ship_id if args.ship and passed else None, comparisons=comparisons)
     print(f"wrote {doc}")
     if not passed:
         print("ship gate failed: the model does not beat the feature baseline in every age bin; not shipped")
@@ -401,6 +390,8 @@ def add_report_parser(subparsers) -> None:
     p.add_argument("--ship", help="if the gate passes, copy the default model + metadata (with metrics) here")
     p.add_argument("--ship-id", default=DEFAULT_MODEL_ID)
     p.add_argument("--published", help="evaluate JSON of the published model (recorded in the shipped metadata)")
+    p.add_argument("--runs-comparison", action="append", default=[], metavar="TITLE=JSON",
+                   help="a `compare-runs --out` JSON shown as a selection table (left out, and said so, when absent)")
     p.set_defaults(handler=cmd_science_report)
 
 

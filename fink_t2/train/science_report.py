@@ -10,7 +10,9 @@ import json
 import shutil
 from pathlib import Path
 
-from fink_t2.train.metrics import AGE_BINS
+import numpy as np
+
+from fink_t2.train.metrics import AGE_BINS, SNIA_THRESHOLD
 
 #: Targets of the science issue (BTS validation split).
 TARGETS = {"snia_vs_rest_auc": (">=", 0.88), "auc_3-7": (">=", 0.75), "accuracy": (">=", 0.80),
@@ -43,16 +45,36 @@ def target_lines(report: dict) -> list[str]:
     return lines
 
 
+def run_comparison_table(rows: list[dict]) -> str:
+    """Markdown table of ``pipeline.compare_runs`` rows, the best SN Ia AUC marked ``*``."""
+    ages = [name for name, _, _ in AGE_BINS]
+    auc = [r["ztf_early_stopping_metrics"].get("snia_vs_rest_auc", float("nan")) for r in rows]
+    best = int(np.nanargmax(auc)) if np.isfinite(auc).any() else -1
+    lines = ["| run | seed | PLAsTiCC weight | SN Ia AUC | " + " | ".join(f"{a} d" for a in ages)
+             + f" | purity | completeness | SN Ia ECE |", "|---" * (9 + len(ages)) + "|"]
+    for i, r in enumerate(rows):
+        m = r["ztf_early_stopping_metrics"]
+        by_age = m.get("snia_vs_rest_auc_by_age_days", {})
+        cells = [f"{r['run']}{' *' if i == best else ''}", str(r["seed"]), f"{r['plasticc_weight']:g}",
+                 f"{auc[i]:.3f}", *(f"{by_age.get(a, float('nan')):.3f}" for a in ages),
+                 f"{m.get(f'snia_purity_at_{SNIA_THRESHOLD}', float('nan')):.3f}",
+                 f"{m.get(f'snia_completeness_at_{SNIA_THRESHOLD}', float('nan')):.3f}",
+                 f"{m.get('snia_ece', float('nan')):.3f}"]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def ship_gate(report: dict) -> bool:
     """Beats the feature baseline's AUC in every age bin (point estimates, bins with both classes)."""
     return bool(report.get("beats_baseline_in_every_age_bin"))
 
 
 def write(doc: Path, default_json: Path, others: dict[str, Path], command: str, notes: list[str],
-          default_name: str | None = None) -> Path:
+          default_name: str | None = None, comparisons: dict[str, list[dict]] | None = None) -> Path:
     """Write ``doc`` from the default model's report (with its baseline) and other models' reports.
 
     ``default_name`` names the default row (the id it ships as); the report's ``model_id`` otherwise.
+    ``comparisons``: title → ``compare-runs`` rows, each shown as a selection table.
     """
     default = json.loads(default_json.read_text())
     reports = {f"**{default_name or default['model_id']}** (default)": default} | {
@@ -84,6 +106,10 @@ def write(doc: Path, default_json: Path, others: dict[str, Path], command: str, 
         f"{diff[a]:+.3f} [{ci[a][0]:+.2f}, {ci[a][1]:+.2f}]" for a in ages) + " |")
     lines += ["", f"Ship gate (beats the baseline in every age bin): **{'passed' if ship_gate(default) else 'FAILED'}**.",
               "", "## Targets (default model, BTS val)", ""] + target_lines(default)
+    for title, rows in (comparisons or {}).items():
+        lines += ["", f"## {title}", "", "SN Ia metrics on the ZTF rows of the early-stopping hold-out (train-split "
+                  "objects, each object once; not the split above), float models before calibration; `*` the best "
+                  "AUC (`fink-t2 train compare-runs`).", "", run_comparison_table(rows)]
     lines += ["", "## Notes", ""] + [f"* {n}" for n in notes]
     stem = default_json.with_suffix("")
     images = []

@@ -64,3 +64,20 @@ def test_failed_gate_exits_3_ships_nothing_and_keeps_the_run_name(tmp_path):
     assert not ship.exists()
     assert _rows(doc)[0] == "**t2-ztf-clustered-quantized** (default)"
     assert "**FAILED**" in doc.read_text()
+
+
+def test_selection_tables_are_shown_and_absent_ones_said(tmp_path, capsys):
+    default = _write(tmp_path, "default", _report("t2-ztf-clustered-quantized", 0.9, beats=True))
+    runs = [{"run": f"pw-{w}", "seed": 7, "plasticc_weight": w,
+             "ztf_early_stopping_metrics": {"snia_vs_rest_auc": auc, "snia_vs_rest_auc_by_age_days": {a: auc for a in AGES}}}
+            for w, auc in ((0.1, 0.91), (1.0, 0.93))]
+    search = tmp_path / "search.json"
+    search.write_text(json.dumps(runs))
+    doc = tmp_path / "ztf-model.md"
+    rc = main(["science-report", "--default", default, "--doc", str(doc),
+               "--runs-comparison", f"PLAsTiCC weight={search}", "--runs-comparison", f"Seeds={tmp_path / 'no.json'}"])
+    text = doc.read_text()
+    assert rc == 0 and "## PLAsTiCC weight" in text and "## Seeds" not in text
+    section = text.split("## PLAsTiCC weight")[1].split("## Notes")[0]
+    assert "| pw-1.0 * | 7 | 1 | 0.930 |" in section and "| pw-0.1 | 7 | 0.1 | 0.910 |" in section
+    assert "selection table left out" in capsys.readouterr().out

@@ -105,11 +105,11 @@ def test_ztf_holdout_metrics_use_the_ztf_rows_only():
 
 
 def test_run_comparison_marks_the_best_auc():
-    from fink_t2.train.cli import format_run_comparison
+    from fink_t2.train.science_report import run_comparison_table
 
     rows = [{"run": name, "seed": 7, "plasticc_weight": w, "ztf_early_stopping_metrics": {"snia_vs_rest_auc": auc}}
             for name, w, auc in (("a", 0.1, 0.91), ("b", 0.3, 0.93), ("c", 1.0, float("nan")))]
-    table = format_run_comparison(rows).splitlines()
+    table = run_comparison_table(rows).splitlines()
     assert len(table) == 5 and table[3].startswith("| b * | 7 | 0.3 | 0.930 |")
     assert "*" not in table[2] + table[4]
 
