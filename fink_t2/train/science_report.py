@@ -51,7 +51,7 @@ def run_comparison_table(rows: list[dict]) -> str:
     auc = [r["ztf_early_stopping_metrics"].get("snia_vs_rest_auc", float("nan")) for r in rows]
     best = int(np.nanargmax(auc)) if np.isfinite(auc).any() else -1
     lines = ["| run | seed | PLAsTiCC weight | SN Ia AUC | " + " | ".join(f"{a} d" for a in ages)
-             + f" | purity | completeness | SN Ia ECE |", "|---" * (9 + len(ages)) + "|"]
+             + f" | purity | completeness | SN Ia ECE |", "|---" * (7 + len(ages)) + "|"]
     for i, r in enumerate(rows):
         m = r["ztf_early_stopping_metrics"]
         by_age = m.get("snia_vs_rest_auc_by_age_days", {})

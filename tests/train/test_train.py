@@ -111,6 +111,7 @@ def test_run_comparison_marks_the_best_auc():
             for name, w, auc in (("a", 0.1, 0.91), ("b", 0.3, 0.93), ("c", 1.0, float("nan")))]
     table = run_comparison_table(rows).splitlines()
     assert len(table) == 5 and table[3].startswith("| b * | 7 | 0.3 | 0.930 |")
+    assert {line.count("|") for line in table} == {14}  # 13 columns in every line, the separator included
     assert "*" not in table[2] + table[4]
 
 
