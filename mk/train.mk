@@ -28,7 +28,7 @@ SHIP_DIR ?= $(MODELS_DIR)
 TASKSET := $(shell command -v taskset >/dev/null 2>&1 && echo taskset -c $(TRAIN_CPU))
 T2TRAIN := FINK_T2_TRAIN_THREADS=1 $(TASKSET) $(PY) -m fink_t2.train -v
 
-.PHONY: train train-venv train-plasticc train-ztf train-ztf-float train-plasticc-weight-search train-ablations train-evaluate
+.PHONY: train train-venv train-plasticc train-ztf train-ztf-float train-search train-plasticc-weight-search train-lr-search train-ablations train-evaluate
 
 # tf-keras 2.21 declares a dependency on the full `tensorflow` wheel; with tensorflow-cpu it is
 # installed --no-deps (environment.md §1, "same, CPU only, smaller").
@@ -58,22 +58,30 @@ BTS_EVERY_EPOCH := 1000
 PLASTICC_WEIGHT ?= 0.3
 ZTF_RECIPE = --loss cross_entropy --bts-per-object $(BTS_EVERY_EPOCH) --plasticc-per-object 6 --plasticc-weight $(PLASTICC_WEIGHT)
 ZTF_TRAIN_FLAGS ?= --input-contract window_asinh_v2 $(ZTF_RECIPE)
-# the float model of that recipe in FLOAT_OUT
+# the float model of that recipe in FLOAT_OUT (ZTF_EXTRA_FLAGS: more `train` options, for the searches below)
 FLOAT_OUT ?= $(TRAIN_OUT)
+ZTF_EXTRA_FLAGS ?=
 train-ztf-float:
 	$(T2TRAIN) train --data ztf $(ZTF_TRAIN_FLAGS) --epochs $(ZTF_EPOCHS) --patience 4 --batch-size 256 \
-	  --seed $(ZTF_SEED) --out $(FLOAT_OUT) --model-id t2-ztf --no-progress
+	  --seed $(ZTF_SEED) $(ZTF_EXTRA_FLAGS) --out $(FLOAT_OUT) --model-id t2-ztf --no-progress
 train-ztf: train-ztf-float
 	$(T2TRAIN) compress --out $(FLOAT_OUT) --model-id t2-ztf --cluster-epochs 6 --prune-epochs 1 --no-progress
 
-# The PLAsTiCC weight chosen by validation (docs/ztf-model.md): the ZTF recipe (float, no compression) with each
-# weight of PLASTICC_WEIGHTS, then the runs compared on the ZTF rows of the early-stopping hold-out (never val).
+# Choices made by validation (docs/ztf-model.md): the ZTF recipe (float, no compression) with SEARCH_FLAG (a
+# `train` option, given after the recipe's own) at each of SEARCH_VALUES, runs in $(TRAIN_OUT)/SEARCH_NAME-<value>,
+# ranked by `compare-runs` on the ZTF rows of the early-stopping hold-out (never the val split).
 PLASTICC_WEIGHTS ?= 0.1 0.3 1.0
+LEARNING_RATES ?= 0.0087 0.01733092265976495 0.035  # the middle value is fink_t2.train.fit.LEARNING_RATE
+train-search:
+	for v in $(SEARCH_VALUES); do $(MAKE) --no-print-directory train-ztf-float ZTF_EXTRA_FLAGS="$(SEARCH_FLAG) $$v" \
+	  FLOAT_OUT=$(TRAIN_OUT)/$(SEARCH_NAME)-$$v || exit 1; done
+	$(T2TRAIN) compare-runs $(foreach v,$(SEARCH_VALUES),$(TRAIN_OUT)/$(SEARCH_NAME)-$(v)) \
+	  --out $(TRAIN_OUT)/$(SEARCH_NAME)-search.json --no-progress
 train-plasticc-weight-search:
-	for w in $(PLASTICC_WEIGHTS); do $(MAKE) --no-print-directory train-ztf-float PLASTICC_WEIGHT=$$w \
-	  FLOAT_OUT=$(TRAIN_OUT)/plasticc-weight-$$w || exit 1; done
-	$(T2TRAIN) compare-runs $(foreach w,$(PLASTICC_WEIGHTS),$(TRAIN_OUT)/plasticc-weight-$(w)) \
-	  --out $(TRAIN_OUT)/plasticc-weight-search.json --no-progress
+	$(MAKE) --no-print-directory train-search SEARCH_NAME=plasticc-weight SEARCH_FLAG=--plasticc-weight \
+	  SEARCH_VALUES="$(PLASTICC_WEIGHTS)"
+train-lr-search:
+	$(MAKE) --no-print-directory train-search SEARCH_NAME=lr SEARCH_FLAG=--lr SEARCH_VALUES="$(LEARNING_RATES)"
 
 # Ablation (docs/ztf-model.md): the same recipe with the published input contract, float (no compression).
 train-ablations:
@@ -116,6 +124,7 @@ train-evaluate:
 	  --other "ablation: default recipe, float, before the clustering fine-tune=$(TRAIN_OUT)/eval/ours-float-bts-val.json" \
 	  --optional-other "ablation: same recipe, span_grid_v1 input (float; make train-ablations)=$(TRAIN_OUT)/eval/span-float-bts-val.json" \
 	  --runs-comparison "PLAsTiCC weight (make train-plasticc-weight-search)=$(TRAIN_OUT)/plasticc-weight-search.json" \
+	  --runs-comparison "Learning rate (make train-lr-search)=$(TRAIN_OUT)/lr-search.json" \
 	  --doc $(DOCS_DIR)/ztf-model.md --command "make train" \
 	  --published $(TRAIN_OUT)/eval/published-bts-val.json --ship $(SHIP_DIR) $(if $(SHIP_ID),--ship-id $(SHIP_ID))
 

@@ -254,6 +254,7 @@ def compare_runs(run_dirs: list[Path], model_id: str, progress: bool = False) ->
         td = load_training_data(spec, progress)
         p_es = load_model(run / f"{model_id}.tflite").predict(td.x_es)
         rows.append({"run": str(run), "seed": spec.seed, "plasticc_weight": spec.plasticc_weight,
+                     "learning_rate": record["config"]["learning_rate"],
                      "input_contract": spec.input_contract, "age_balanced": spec.age_balanced,
                      "bts_augment_copies": spec.bts_augment_copies, "ztf_rows": int(td.ztf_es.sum()),
                      "ztf_early_stopping_metrics": ztf_holdout_metrics(td, p_es)})

@@ -46,16 +46,17 @@ def target_lines(report: dict) -> list[str]:
 
 
 def run_comparison_table(rows: list[dict]) -> str:
-    """Markdown table of ``pipeline.compare_runs`` rows, the best SN Ia AUC marked ``*``."""
+    """Markdown table of ``pipeline.compare_runs`` rows (runs by folder name), the best SN Ia AUC marked ``*``."""
     ages = [name for name, _, _ in AGE_BINS]
     auc = [r["ztf_early_stopping_metrics"].get("snia_vs_rest_auc", float("nan")) for r in rows]
     best = int(np.nanargmax(auc)) if np.isfinite(auc).any() else -1
-    lines = ["| run | seed | PLAsTiCC weight | SN Ia AUC | " + " | ".join(f"{a} d" for a in ages)
-             + f" | purity | completeness | SN Ia ECE |", "|---" * (7 + len(ages)) + "|"]
+    lines = ["| run | seed | PLAsTiCC weight | learning rate | SN Ia AUC | " + " | ".join(f"{a} d" for a in ages)
+             + f" | purity | completeness | SN Ia ECE |", "|---" * (8 + len(ages)) + "|"]
     for i, r in enumerate(rows):
         m = r["ztf_early_stopping_metrics"]
         by_age = m.get("snia_vs_rest_auc_by_age_days", {})
-        cells = [f"{r['run']}{' *' if i == best else ''}", str(r["seed"]), f"{r['plasticc_weight']:g}",
+        cells = [f"{Path(r['run']).name}{' *' if i == best else ''}", str(r["seed"]), f"{r['plasticc_weight']:g}",
+                 f"{r['learning_rate']:.3g}" if "learning_rate" in r else "",
                  f"{auc[i]:.3f}", *(f"{by_age.get(a, float('nan')):.3f}" for a in ages),
                  f"{m.get(f'snia_purity_at_{SNIA_THRESHOLD}', float('nan')):.3f}",
                  f"{m.get(f'snia_completeness_at_{SNIA_THRESHOLD}', float('nan')):.3f}",

@@ -107,11 +107,12 @@ def test_ztf_holdout_metrics_use_the_ztf_rows_only():
 def test_run_comparison_marks_the_best_auc():
     from fink_t2.train.science_report import run_comparison_table
 
-    rows = [{"run": name, "seed": 7, "plasticc_weight": w, "ztf_early_stopping_metrics": {"snia_vs_rest_auc": auc}}
+    rows = [{"run": name, "seed": 7, "plasticc_weight": w, "learning_rate": 0.01733092265976495,
+             "ztf_early_stopping_metrics": {"snia_vs_rest_auc": auc}}
             for name, w, auc in (("a", 0.1, 0.91), ("b", 0.3, 0.93), ("c", 1.0, float("nan")))]
     table = run_comparison_table(rows).splitlines()
-    assert len(table) == 5 and table[3].startswith("| b * | 7 | 0.3 | 0.930 |")
-    assert {line.count("|") for line in table} == {14}  # 13 columns in every line, the separator included
+    assert len(table) == 5 and table[3].startswith("| b * | 7 | 0.3 | 0.0173 | 0.930 |")
+    assert {line.count("|") for line in table} == {15}  # 14 columns in every line, the separator included
     assert "*" not in table[2] + table[4]
 
 
@@ -306,7 +307,7 @@ def test_training_records_and_compares_the_ztf_holdout(tiny_training, capsys):
     (row,) = pipeline.compare_runs([out], "tiny")
     expected = pipeline.ztf_holdout_metrics(td, load_model(out / "tiny.tflite").predict(td.x_es))
     assert same(row["ztf_early_stopping_metrics"], expected) and row["ztf_rows"] == int(td.ztf_es.sum())
-    assert row["plasticc_weight"] == 1.0 and row["seed"] == 1
+    assert row["plasticc_weight"] == 1.0 and row["seed"] == 1 and row["learning_rate"] == record["config"]["learning_rate"]
     assert train_main(["compare-runs", str(out), "--model-id", "tiny", "--out", str(out / "cmp.json")]) == 0
     assert f"{expected['snia_vs_rest_auc']:.3f}" in capsys.readouterr().out
     assert json.loads((out / "cmp.json").read_text())[0]["seed"] == 1
