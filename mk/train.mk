@@ -28,7 +28,7 @@ SHIP_DIR ?= $(MODELS_DIR)
 TASKSET := $(shell command -v taskset >/dev/null 2>&1 && echo taskset -c $(TRAIN_CPU))
 T2TRAIN := FINK_T2_TRAIN_THREADS=1 $(TASKSET) $(PY) -m fink_t2.train -v
 
-.PHONY: train train-venv train-plasticc train-ztf train-ztf-float train-search train-plasticc-weight-search train-lr-search train-ablations train-evaluate
+.PHONY: train train-venv train-plasticc train-ztf train-ztf-float train-search train-plasticc-weight-search train-lr-search train-ablations train-evaluate train-science-report
 
 # tf-keras 2.21 declares a dependency on the full `tensorflow` wheel; with tensorflow-cpu it is
 # installed --no-deps (environment.md §1, "same, CPU only, smaller").
@@ -118,6 +118,10 @@ train-evaluate:
 	  --per-object $(EVAL_PER_OBJECT) --out $(TRAIN_OUT)/eval/span-float-bts-val.json --no-progress; fi
 	if [ -n "$(PREVIOUS_MODEL)" ]; then $(T2TRAIN) evaluate --model $(PREVIOUS_MODEL) --bts $(BTS_DIR) --split val \
 	  --per-object $(EVAL_PER_OBJECT) --out $(TRAIN_OUT)/eval/previous-bts-val.json --no-progress; fi
+	$(MAKE) --no-print-directory train-science-report
+
+# docs/ztf-model.md (and the ship) from the reports of train-evaluate and the selection tables of the searches
+train-science-report:
 	$(T2TRAIN) science-report --default $(TRAIN_OUT)/eval/ours-bts-val.json \
 	  --other "published fink-t2-quantized-28341 (span grid, per-band per-alert scaling, as shipped)=$(TRAIN_OUT)/eval/published-bts-val.json" \
 	  --optional-other "previous default $(notdir $(basename $(PREVIOUS_MODEL))) ($(PREVIOUS_RECIPE))=$(TRAIN_OUT)/eval/previous-bts-val.json" \
