@@ -322,10 +322,12 @@ SCIENCE_NOTES = [
     "30-day window holds ≥ 2 g and ≥ 2 r detections, ≤ 90 d after the first detection), up to 30 epochs with "
     "patience 4. The previous default is the same recipe with another seed (42): its row is the run-to-run "
     "spread, not a choice.",
-    "Selection: the default is the run with the best SN Ia-vs-rest AUC on the early-stopping hold-out "
-    "(15 % of the train-split objects; `early_stopping_metrics` in the model's `.train.json`), not on this "
-    "split, among the runs tried (seeds 42 and 7; cadence/noise augmentation, `--bts-augment-copies 1`; "
-    "age-balanced training weights, `--age-balanced`); this split only decides the ship gate.",
+    "Selection: the default is the run with the best SN Ia-vs-rest AUC on the ZTF rows of the early-stopping "
+    "hold-out (15 % of the train-split objects; `ztf_early_stopping_metrics` in the run's `.train.json`, "
+    "`fink-t2 train compare-runs` for any runs), not on this split, among the runs tried: seeds 42 and 7, "
+    "cadence/noise augmentation (`--bts-augment-copies 1`), age-balanced training weights (`--age-balanced`), "
+    "and the PLAsTiCC weight and learning rate of the selection tables above (seed 7; the middle row of each is "
+    "the default's own run, whose values won both); this split only decides the ship gate.",
     "The ablation rows differ from the default in one choice each (see their labels); all were evaluated by "
     "the same command on the same alerts.",
 ]
