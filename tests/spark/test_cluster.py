@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import socket
+import time
 from pathlib import Path
 
 import pytest
@@ -53,6 +54,15 @@ def _cmdline(pid: int) -> list[str]:
     return Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")
 
 
+def _wait_listening(port: int, timeout_s: float = 60.0) -> None:
+    """Until a daemon listens on ``port``: by then spark-class has exec'd into the JVM (a read of
+    /proc/<pid>/cmdline during that exec came back without the arguments in one CI run)."""
+    deadline = time.monotonic() + timeout_s
+    while not cluster._port_open(port):
+        assert time.monotonic() < deadline, f"nothing listens on port {port} after {timeout_s} s"
+        time.sleep(0.2)
+
+
 @pytest.mark.integration
 def test_cluster_on_chosen_ports_up_status_down(tmp_path, capsys):
     ports = [free_loopback_port() for _ in range(3)]
@@ -63,10 +73,12 @@ def test_cluster_on_chosen_ports_up_status_down(tmp_path, capsys):
         url = f"spark://127.0.0.1:{ports[0]}"
         assert url in capsys.readouterr().out
         assert main(["cluster", "status", *run]) == 0 and url in capsys.readouterr().out
+        _wait_listening(ports[2])  # the worker's web UI: the master's port was waited for by `up`
         master = _cmdline(int((tmp_path / "master.pid").read_text()))
         worker = _cmdline(int((tmp_path / "worker.pid").read_text()))
         assert master[master.index("--port") + 1] == str(ports[0])
         assert master[master.index("--webui-port") + 1] == str(ports[1])
+        assert "--webui-port" in worker, worker
         assert worker[worker.index("--webui-port") + 1] == str(ports[2]) and url in worker
         assert cluster.up(cluster.Ports(*ports), run_dir=tmp_path) == url  # already up: a no-op
     finally:
