@@ -46,8 +46,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     if rec["ztf_early_stopping_metrics"]:
         from fink_t2.train import science_report
 
-        row = {"run": args.out, "seed": spec.seed, "plasticc_weight": spec.plasticc_weight,
-               "learning_rate": config.learning_rate, "ztf_early_stopping_metrics": rec["ztf_early_stopping_metrics"]}
+        row = pipeline.comparison_row(args.out, rec, result["data"], rec["ztf_early_stopping_metrics"])
         print("ZTF rows of the early-stopping set:\n" + science_report.run_comparison_table([row]))
     if args.compress:
         summary = pipeline.compress_variants(Path(args.out), model_id, args.cluster_epochs, progress=_progress_enabled(args),

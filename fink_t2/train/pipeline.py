@@ -242,22 +242,37 @@ def ztf_holdout_metrics(td: TrainingData, p_es: np.ndarray) -> dict:
     return metrics.snia_metrics(td.y_es[rows], p_es[rows], td.age_es[rows], td.w_es[rows] if td.w_es is not None else None)
 
 
+#: DataSpec fields that change only the training weights: runs differing in them share the early-stopping
+#: rows, and the weights of its ZTF rows (``ztf_holdout_metrics``)
+_WEIGHT_ONLY_FIELDS = ("plasticc_weight", "age_balanced")
+
+
+def comparison_row(run: Path | str, record: dict, td: TrainingData, ztf_metrics: dict) -> dict:
+    """One ``compare-runs`` row: what the run varied (from its ``.train.json`` record) and its metrics."""
+    spec, config = record["spec"], record["config"]
+    return {"run": str(run), "seed": spec["seed"], "plasticc_weight": spec["plasticc_weight"],
+            "learning_rate": config["learning_rate"], "input_contract": spec["input_contract"],
+            "age_balanced": spec.get("age_balanced", False), "bts_augment_copies": spec["bts_augment_copies"],
+            "ztf_rows": int(td.ztf_es.sum()), "ztf_early_stopping_metrics": ztf_metrics}
+
+
 def compare_runs(run_dirs: list[Path], model_id: str, progress: bool = False) -> list[dict]:
     """``ztf_holdout_metrics`` of the float TFLite ``<id>.tflite`` of each training run folder, its data
-    re-prepared from its ``.train.json`` spec (cached); runs trained before that key existed included."""
+    re-prepared from its ``.train.json`` spec (cached; once for runs that differ only in weights); runs
+    trained before that key existed included."""
     from fink_t2.science.model import load_model
 
+    prepared: dict[str, TrainingData] = {}
     rows = []
     for run in map(Path, run_dirs):
         record = json.loads((run / f"{model_id}.train.json").read_text())
         spec = DataSpec(**record["spec"])
-        td = load_training_data(spec, progress)
+        key = json.dumps({k: v for k, v in spec.as_dict().items() if k not in _WEIGHT_ONLY_FIELDS}, sort_keys=True)
+        if key not in prepared:
+            prepared[key] = load_training_data(spec, progress)
+        td = prepared[key]
         p_es = load_model(run / f"{model_id}.tflite").predict(td.x_es)
-        rows.append({"run": str(run), "seed": spec.seed, "plasticc_weight": spec.plasticc_weight,
-                     "learning_rate": record["config"]["learning_rate"],
-                     "input_contract": spec.input_contract, "age_balanced": spec.age_balanced,
-                     "bts_augment_copies": spec.bts_augment_copies, "ztf_rows": int(td.ztf_es.sum()),
-                     "ztf_early_stopping_metrics": ztf_holdout_metrics(td, p_es)})
+        rows.append(comparison_row(run, record, td, ztf_holdout_metrics(td, p_es)))
     return rows
 
 

@@ -292,7 +292,7 @@ def test_tiny_training_exports_matching_tflite(tiny_training):
 
 @needs_tf
 @pytest.mark.shared
-def test_training_records_and_compares_the_ztf_holdout(tiny_training, capsys):
+def test_training_records_and_compares_the_ztf_holdout(tiny_training, capsys, monkeypatch):
     from fink_t2.science.model import load_model
     from fink_t2.train import fit, pipeline
     from fink_t2.train.__main__ import main as train_main
@@ -304,6 +304,11 @@ def test_training_records_and_compares_the_ztf_holdout(tiny_training, capsys):
     assert same(record["ztf_early_stopping_metrics"], pipeline.ztf_holdout_metrics(td, fit.predict_keras(result["keras"], td.x_es)))
     assert set(record["ztf_early_stopping_metrics"]) >= {"snia_vs_rest_auc", "snia_vs_rest_auc_by_age_days", "snia_ece"}
     # compare-runs re-prepares the same hold-out from the spec and scores the float TFLite
+    loads = []
+    monkeypatch.setattr(pipeline, "load_training_data", lambda *a: loads.append(a) or td)
+    row, again = pipeline.compare_runs([out, out], "tiny")
+    assert len(loads) == 1 and same(again, row)  # one data load for runs of the same data
+    monkeypatch.undo()
     (row,) = pipeline.compare_runs([out], "tiny")
     expected = pipeline.ztf_holdout_metrics(td, load_model(out / "tiny.tflite").predict(td.x_es))
     assert same(row["ztf_early_stopping_metrics"], expected) and row["ztf_rows"] == int(td.ztf_es.sum())
