@@ -336,19 +336,17 @@ def cmd_science_report(args: argparse.Namespace) -> int:
     from fink_t2.train import science_report
 
     others = {}
-    for item, required in args.others:
-        label, path = item.split("=", 1)
-        if required or Path(path).is_file():
-            others[label] = Path(path)
+    for (label, path), required in args.others:
+        if required or path.is_file():
+            others[label] = path
         else:
             print(f"row left out (no report {path}): {label}")
     default = json.loads(Path(args.default).read_text())
     passed = science_report.ship_gate(default)
     comparisons = {}
-    for item in args.runs_comparison:
-        title, path = item.split("=", 1)
-        if Path(path).is_file():
-            comparisons[title] = json.loads(Path(path).read_text())
+    for title, path in args.runs_comparison:
+        if path.is_file():
+            comparisons[title] = json.loads(path.read_text())
         else:
             print(f"selection table left out (no {path}): {title}")
     doc = science_report.write(Path(args.doc), Path(args.default), others, args.command, SCIENCE_NOTES,
@@ -364,6 +362,14 @@ def cmd_science_report(args: argparse.Namespace) -> int:
         shipped = report.ship(Path(default["model"]), Path(args.ship), args.ship_id, default, published)
         print(f"shipped {shipped}")
     return 0
+
+
+def label_and_path(item: str) -> tuple[str, Path]:
+    """``LABEL=PATH`` split at the first ``=`` → (label, path); an argparse usage error when either is missing."""
+    label, sep, path = item.partition("=")
+    if not sep or not label.strip() or not path:
+        raise argparse.ArgumentTypeError(f"expected LABEL=PATH, got {item!r}")
+    return label, Path(path)
 
 
 def add_report_parser(subparsers) -> None:
@@ -383,15 +389,16 @@ def add_report_parser(subparsers) -> None:
                               "by alert age (exit 3 when the ship gate fails)")
     p.add_argument("--default", required=True, help="evaluate JSON (with baseline) of the default model, BTS val")
     p.add_argument("--other", action="append", dest="others", default=[], metavar="LABEL=JSON",
-                   type=lambda item: (item, True), help="other models' reports, rows in the order given")
+                   type=lambda item: (label_and_path(item), True), help="other models' reports, rows in the order given")
     p.add_argument("--optional-other", action="append", dest="others", metavar="LABEL=JSON",
-                   type=lambda item: (item, False), help="as --other, left out (and said so) when the JSON is absent")
+                   type=lambda item: (label_and_path(item), False),
+                   help="as --other, left out (and said so) when the JSON is absent")
     p.add_argument("--doc", default=str(data.REPO_ROOT / "docs" / "ztf-model.md"))
     p.add_argument("--command", default="make train-evaluate", help="the command named in the document")
     p.add_argument("--ship", help="if the gate passes, copy the default model + metadata (with metrics) here")
     p.add_argument("--ship-id", default=DEFAULT_MODEL_ID)
     p.add_argument("--published", help="evaluate JSON of the published model (recorded in the shipped metadata)")
-    p.add_argument("--runs-comparison", action="append", default=[], metavar="TITLE=JSON",
+    p.add_argument("--runs-comparison", action="append", default=[], metavar="TITLE=JSON", type=label_and_path,
                    help="a `compare-runs --out` JSON shown as a selection table (left out, and said so, when absent)")
     p.set_defaults(handler=cmd_science_report)
 

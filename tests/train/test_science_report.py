@@ -6,6 +6,9 @@ exit code, not the figures (those come from ``evaluate``, tested in test_train.p
 from __future__ import annotations
 
 import json
+from pathlib import Path
+
+import pytest
 
 from fink_t2.train.__main__ import main
 from fink_t2.train.metrics import AGE_BINS
@@ -81,3 +84,20 @@ def test_selection_tables_are_shown_and_absent_ones_said(tmp_path, capsys):
     section = text.split("## PLAsTiCC weight")[1].split("## Notes")[0]
     assert "| pw-1.0 * | 7 | 1 |  | 0.930 |" in section and "| pw-0.1 | 7 | 0.1 |  | 0.910 |" in section
     assert "selection table left out" in capsys.readouterr().out
+
+
+def test_a_row_without_label_is_a_usage_error_not_a_traceback(tmp_path, capsys):
+    default = _write(tmp_path, "default", _report("t2-ztf-clustered-quantized", 0.9, beats=True))
+    doc = tmp_path / "ztf-model.md"
+    for flag, item in (("--other", default), ("--optional-other", f"={default}"), ("--runs-comparison", "title=")):
+        with pytest.raises(SystemExit) as stop:
+            main(["science-report", "--default", default, "--doc", str(doc), flag, item])
+        assert stop.value.code == 2
+        assert f"expected LABEL=PATH, got {item!r}" in capsys.readouterr().err
+    assert not doc.exists()
+
+
+def test_label_and_path_splits_at_the_first_equals_sign():
+    from fink_t2.train.cli import label_and_path
+
+    assert label_and_path("row b (seed 7)=/r/w=0.3/b.json") == ("row b (seed 7)", Path("/r/w=0.3/b.json"))
