@@ -320,6 +320,36 @@ def test_training_records_and_compares_the_ztf_holdout(tiny_training, capsys, mo
 
 @needs_tf
 @pytest.mark.shared
+def test_train_command_passes_its_options_and_prints_the_ztf_holdout_row(tiny_training, capsys, monkeypatch):
+    from fink_t2.train import pipeline
+    from fink_t2.train.__main__ import main as train_main
+    from fink_t2.train.fit import TrainConfig
+
+    out, result = tiny_training
+    calls = []
+    monkeypatch.setattr(pipeline, "train", lambda *a, **k: calls.append((a, k)) or result)  # the fixture's run
+    rc = train_main(["train", "--data", "ztf", "--plasticc", "/p", "--bts", "/b", "--input-contract", "window_asinh_v2",
+                     "--plasticc-per-object", "3", "--bts-per-object", "4", "--max-objects", "60", "--seed", "5",
+                     "--plasticc-weight", "0.3", "--age-balanced", "--bts-augment-copies", "1", "--epochs", "7",
+                     "--batch-size", "32", "--lr", "0.002", "--patience", "3", "--loss", "cross_entropy",
+                     "--out", str(out), "--model-id", "tiny", "--no-progress"])
+    assert rc == 0
+    (spec, config, run_dir, model_id), kwargs = calls[0]
+    assert spec == pipeline.DataSpec(data="ztf", plasticc_dir="/p", bts_dir="/b", plasticc_per_object=3,
+                                     bts_per_object=4, max_objects=60, seed=5, input_contract="window_asinh_v2",
+                                     plasticc_weight=0.3, bts_augment_copies=1, age_balanced=True)
+    assert config == TrainConfig(epochs=7, batch_size=32, learning_rate=0.002, patience=3, seed=5, loss="cross_entropy")
+    assert (run_dir, model_id, kwargs) == (out, "tiny", {"progress": False})
+    printed = capsys.readouterr().out
+    record = result["record"]
+    assert f"{record['epochs_run']} epochs, best {record['best_epoch']}" in printed
+    auc = record["ztf_early_stopping_metrics"]["snia_vs_rest_auc"]
+    (row,) = [line for line in printed.splitlines() if line.startswith(f"| {out.name} ")]
+    assert f"| {auc:.3f} |" in row  # the run's own hold-out AUC, in the compare-runs table format
+
+
+@needs_tf
+@pytest.mark.shared
 def test_clustering_leaves_16_values_and_quantized_file_matches(tiny_training):
     from fink_t2.train import compress, fit
     from fink_t2.train.network import HEAD_NAME
