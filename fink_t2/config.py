@@ -17,6 +17,7 @@ import importlib.resources
 import json
 import os
 import re
+import subprocess
 import sys
 import typing
 from collections.abc import Callable
@@ -32,6 +33,16 @@ else:  # the science core and the Fink UDFs also run on Python 3.9 and 3.10 (set
     import tomli as tomllib
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def git_commit() -> str | None:
+    """Short commit of the checkout this code runs from, ``-dirty`` when files differ from it; None outside git."""
+    try:
+        described = subprocess.run(["git", "-C", str(REPO_ROOT), "describe", "--always", "--dirty", "--exclude=*",
+                                    "--abbrev=7"], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return described.stdout.strip() if described.returncode == 0 else None
 
 
 def package_file(*parts: str) -> Path:

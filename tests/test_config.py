@@ -182,3 +182,26 @@ def test_run_file_overrides_replace_only_the_checkpoint_and_progress_file():
     assert dataclasses.replace(moved, checkpoint=config.checkpoint, monitoring=config.monitoring) == config
     assert config.with_run_files() == config
     assert config.monitoring.prometheus_host == "127.0.0.1" and not config.monitoring.prometheus  # loopback, off
+
+
+def test_git_commit_names_the_checkout_marks_changes_and_ignores_tags(tmp_path, monkeypatch):
+    from fink_t2 import config as config_module
+
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    git = lambda *args: subprocess.run(["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@t", *args],
+                                       check=True, capture_output=True, text=True).stdout.strip()
+    git("init", "-q")
+    (repo / "a.txt").write_text("1\n")
+    git("add", "a.txt")
+    git("commit", "-qm", "one")
+    git("tag", "v1")
+    monkeypatch.setattr(config_module, "REPO_ROOT", repo)
+    head = git("rev-parse", "--short=7", "HEAD")
+    assert config_module.git_commit() == head
+    (repo / "a.txt").write_text("2\n")
+    assert config_module.git_commit() == f"{head}-dirty"
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    monkeypatch.setattr(config_module, "REPO_ROOT", plain)
+    assert config_module.git_commit() is None

@@ -12,7 +12,6 @@ import io
 import json
 import os
 import platform
-import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -26,7 +25,7 @@ import numpy as np
 from fink_t2.alerts.decode import decode_payloads
 from fink_t2.alerts.container import build_single_record_container, parse_container
 from fink_t2.science.classify import STATUS_OK, run_gp, classify
-from fink_t2.config import REPO_ROOT, Config, KafkaConf, load_config
+from fink_t2.config import REPO_ROOT, Config, KafkaConf, git_commit, load_config
 from fink_t2.contract import ASTROMER_SHIPPED_ENCODER_ID, BANDS, ZTF_WAVELENGTH_A
 from fink_t2.kafka.messages import enrich_alert, score_message
 from fink_t2.science.lightcurve import build_light_curves, cut_reasons
@@ -389,12 +388,10 @@ def environment_facts() -> dict:
 
     cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                 if line.startswith("model name")), platform.processor())
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO_ROOT, capture_output=True,
-                            text=True).stdout.strip()
     return {
         "python": platform.python_version(), "pyspark": version("pyspark"), "numpy": np.__version__,
         "ai_edge_litert": version("ai-edge-litert"), "cpu_model": cpu,
-        "cpu_count": os.cpu_count(), "git_commit": commit, "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "cpu_count": os.cpu_count(), "git_commit": git_commit() or "unknown", "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
     }
 
 

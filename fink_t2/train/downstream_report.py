@@ -4,14 +4,13 @@ from __future__ import annotations
 import json
 import os
 import platform
-import subprocess
 import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from fink_t2.config import REPO_ROOT
+from fink_t2.config import git_commit
 from fink_t2.train.plots import _pyplot
 
 #: t-SNE: at most this many objects per panel (seeded subsample), perplexity
@@ -23,10 +22,8 @@ def run_facts(command: str) -> dict[str, str]:
     """Date (UTC), machine, git commit and the command of this run."""
     cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                 if line.startswith("model name")), platform.processor() or "unknown CPU")
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO_ROOT, capture_output=True,
-                            text=True).stdout.strip() or "unknown"
     return {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "machine": f"{cpu}, {os.cpu_count()} cores",
-            "commit": commit, "command": command}
+            "commit": git_commit() or "unknown", "command": command}
 
 
 def summarise(records: list[dict]) -> pd.DataFrame:

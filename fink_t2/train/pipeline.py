@@ -22,13 +22,13 @@ from __future__ import annotations
 
 import json
 import logging
-import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from fink_t2.config import git_commit
 from fink_t2.contract import CLASS_NAMES, ZTF_WAVELENGTH_A
 from fink_t2.train import data as datasets
 from fink_t2.train import metrics
@@ -166,23 +166,16 @@ def _sample_weights(parts: list[tuple[str, "datasets.Prepared"]], plasticc_weigh
     return np.concatenate(out)
 
 
-def git_commit() -> str | None:
-    try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=datasets.REPO_ROOT, capture_output=True,
-                              text=True, timeout=10).stdout.strip() or None
-    except (OSError, subprocess.SubprocessError):
-        return None
-
-
 def _metadata(model_id: str, tflite: bytes, spec: DataSpec, stats: dict | None, description: str,
-              channels: int = 2, **extra) -> dict:
+              channels: int = 2, commit: str | None = None, **extra) -> dict:
+    """Model metadata; ``commit``: the code that trained it (default: this checkout's, now)."""
     from fink_t2.train.compress import base_metadata
     from fink_t2.train.network import n_parameters
 
     return base_metadata(
         model_id, tflite, spec.scaling, stats, input_contract=spec.input_contract, channels=channels,
         description=description,
-        source=f"trained here with fink_t2.train (git {git_commit() or 'unknown'})",
+        source=f"trained here with fink_t2.train (git {commit or git_commit() or 'unknown'})",
         reference="architecture and loss: Allam & McEwen 2021, arXiv:2105.06178; compression: Allam, Peloton & "
                   "McEwen 2023, arXiv:2303.08951 (re-implemented, no code copied)",
         parameters=n_parameters(channels),
@@ -197,6 +190,7 @@ def train(spec: DataSpec, config: TrainConfig, out_dir: Path, model_id: str, pro
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    commit = git_commit()  # the code as training starts (the checkout may move on during a 40-min run)
     t0 = time.perf_counter()
     td = load_training_data(spec, progress)
     prep_seconds = time.perf_counter() - t0
@@ -218,12 +212,12 @@ def train(spec: DataSpec, config: TrainConfig, out_dir: Path, model_id: str, pro
         "ztf_early_stopping_metrics": ztf_es_metrics,
         "best_epoch": int(np.argmin(history["val_loss"])) + 1 if history.get("val_loss") else None,
         "epochs_run": len(history["loss"]), "train_seconds": train_seconds, "prep_seconds": prep_seconds,
-        "n_train": int(len(td.y_train)), "n_early_stopping": int(len(td.y_es)), "git": git_commit(),
+        "n_train": int(len(td.y_train)), "n_early_stopping": int(len(td.y_es)), "git": commit,
         "channels": td.channels,
     }
     (out_dir / f"{model_id}.train.json").write_text(json.dumps(record, indent=1) + "\n")
     meta = _metadata(model_id, tflite, spec, td.scaling_stats,
-                     f"t2 float baseline trained on {spec.data} data", channels=td.channels,
+                     f"t2 float baseline trained on {spec.data} data", channels=td.channels, commit=commit,
                      training=_training_summary(record))
     path = compress.write_model(out_dir, model_id, tflite, meta)
     plots.training_curves({"baseline": history}, out_dir / f"{model_id}.training.png",

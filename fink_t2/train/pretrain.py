@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from fink_t2.astromer import inputs
+from fink_t2.config import git_commit
 from fink_t2.contract import ASTROMER_TWOBAND_MAX_OBS
 from fink_t2.train import pretrain_data, tf_setup
 from fink_t2.train.pretrain_data import Corpus, Masks
@@ -401,19 +402,6 @@ def holdout_rmse_by_source(corpus: Corpus, cfg: PretrainConfig, weights: Path) -
                             "window_mean_rmse_mag": pretrain_data.probed_rmse(
                                 np.zeros_like(batch.target[rows]), batch.target[rows], batch.probed[rows])}
     return out
-
-
-def git_commit() -> str | None:
-    """HEAD of the checkout this code runs from (None outside a git checkout)."""
-    import subprocess
-
-    from fink_t2.config import REPO_ROOT
-
-    try:
-        return subprocess.run(["git", "-C", str(REPO_ROOT), "rev-parse", "HEAD"], capture_output=True, text=True,
-                              check=True, timeout=10).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return None
 
 
 def training_provenance(state: dict, command: str) -> dict:
