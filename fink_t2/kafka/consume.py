@@ -3,12 +3,13 @@
 Every output format of the job is recognised from the message itself: an Avro object container
 (enriched alerts in ``container`` format, dead letters), a schemaless enriched record (its header
 ``messages.SCHEMA_FINGERPRINT_HEADER`` names ``<schema dir>/<fingerprint>.avsc``), or a JSON score
-(scores and filter topics). A message that is none of these is reported as such, never a crash.
+(scores and filter topics). A message that is none of these, or whose fields are not of the types
+the job writes, is reported as such, never a crash: containers go through the job's own bounded
+decoder (``alerts.fastavro_path``: framing, block size and writer schema checked first).
 The consumer joins a group of its own (nothing is committed) and starts at the earliest offset.
 """
 from __future__ import annotations
 
-import io
 import json
 import math
 import time
@@ -20,18 +21,30 @@ from typing import Any
 
 import fastavro
 import fastavro.schema
+import fastavro.validation
 from confluent_kafka import Consumer, KafkaException
 
+from fink_t2.alerts.batch import CANDIDATE_KINDS, KIND_PYTHON_TYPES, TOP_KINDS
 from fink_t2.alerts.container import MAGIC
+from fink_t2.alerts.fastavro_path import decode_one
 from fink_t2.contract import ALERT_COLUMNS
 from fink_t2.kafka.broker import MAX_MESSAGE_BYTES, is_loopback_bootstrap
+from fink_t2.kafka.messages import T2_FIELDS
 from fink_t2.kafka.schema_files import SchemaFileError, fingerprint_of, published_schema, read_schemaless
 from fink_t2.kafka.security import KafkaEndpoint, as_kafka_conf, client_config
+from fink_t2.science.classify import T2_COLUMNS
 
 #: What decoding a message that is not what it claims can raise (fastavro's errors on bad bytes or
 #: a bad embedded schema, json's, and ours): reported as an ``undecodable`` line.
-_DECODE_ERRORS = (ValueError, EOFError, StopIteration, IndexError, KeyError, TypeError,
-                  fastavro.schema.SchemaParseException, SchemaFileError)
+_DECODE_ERRORS = (ValueError, EOFError, StopIteration, IndexError, KeyError, TypeError, RecursionError,
+                  fastavro.schema.SchemaParseException, fastavro.validation.ValidationError, SchemaFileError)
+#: kind (``alerts.batch``) of each alert column a line shows, as in the ZTF alert
+_ALERT_COLUMN_KINDS = {name: (TOP_KINDS | CANDIDATE_KINDS)[name] for name in ALERT_COLUMNS}
+#: the t2 fields a line shows, with the Avro types the job writes them with (``messages.T2_FIELDS``)
+_T2_SHOWN = fastavro.parse_schema({"type": "record", "name": "t2_shown",
+                                   "fields": [field for field in T2_FIELDS if field["name"] in T2_COLUMNS]})
+#: longest reason kept for an undecodable message or a dead letter, characters (one line each)
+MAX_REASON_CHARS = 300
 
 #: Seconds without a new message after which ``consume`` stops (the end of the topic, for a finished job).
 DEFAULT_IDLE_SECONDS = 10.0
@@ -71,26 +84,46 @@ def decode_message(value: bytes | None, headers: list[tuple[str, bytes]] | None 
     """What one output message holds, whatever its format (see the module docstring)."""
     try:
         if value and value.startswith(MAGIC):
-            return _from_record(next(iter(fastavro.reader(io.BytesIO(value)))), key)
+            record, reason = decode_one(value)
+            if record is None:
+                raise ValueError(reason)
+            return _from_record(record, key)
         fingerprint = fingerprint_of(headers)
         if fingerprint is not None:
             if schema_dir is None:
                 raise SchemaFileError(f"schemaless message (schema {fingerprint}): give --schema-dir")
             return _from_record(read_schemaless(value or b"", published_schema(schema_dir, fingerprint)), key)
         if value and value.lstrip().startswith(b"{"):
-            return Consumed("score", key, json.loads(value))
+            return Consumed("score", key, _checked_fields(json.loads(value)))  # a JSON object: it starts with {
         raise ValueError("neither an Avro container, a schemaless record with its header, nor a JSON score")
     except _DECODE_ERRORS as exc:
-        return Consumed("undecodable", key, {"reason": f"{type(exc).__name__}: {exc}"})
+        return Consumed("undecodable", key, {"reason": _one_line(f"{type(exc).__name__}: {exc}")})
 
 
 def _from_record(record: dict, key: bytes | None) -> Consumed:
     if "reason" in record and "t2_status" not in record:
-        return Consumed("deadletter", key, {"reason": record["reason"]})
-    candidate = record.get("candidate") or {}
-    fields = {name: record.get(name, candidate.get(name)) for name in ALERT_COLUMNS}
-    fields |= {name: record.get(name) for name in ("t2_status", "t2_class", "t2_probs", "t2_snia", "t2_model")}
-    return Consumed("enriched", key, fields)
+        return Consumed("deadletter", key, {"reason": _one_line(str(record["reason"]))})
+    candidate = record.get("candidate") or {}  # a record (or null): alerts.schema checked it
+    # top level first, else the candidate's (a null top-level candid is the candidate's: batch.record_candid)
+    fields = {name: candidate.get(name) if record.get(name) is None else record[name] for name in ALERT_COLUMNS}
+    fields |= {name: record.get(name) for name in T2_COLUMNS}
+    return Consumed("enriched", key, _checked_fields(fields))
+
+
+def _one_line(text: str) -> str:
+    """``text`` with its whitespace runs (newlines too) as single spaces, at most ``MAX_REASON_CHARS``."""
+    return " ".join(text[:4 * MAX_REASON_CHARS].split())[:MAX_REASON_CHARS].rstrip()
+
+
+def _checked_fields(fields: dict) -> dict:
+    """``fields`` when the alert columns (null or of their ZTF kind) and the t2 fields (their Avro
+    types) are what the job writes; ``ValueError`` or ``ValidationError`` naming the field otherwise."""
+    for name, kind in _ALERT_COLUMN_KINDS.items():
+        value = fields.get(name)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, KIND_PYTHON_TYPES[kind])):
+            raise ValueError(f"{name} is a {type(value).__name__} (expected {kind} or null)")
+    fastavro.validation.validate({name: fields.get(name) for name in T2_COLUMNS}, _T2_SHOWN, raise_errors=True)
+    return fields
 
 
 def consumer_for(endpoint: KafkaEndpoint, topic: str, on_assign=None) -> Consumer:

@@ -2,15 +2,21 @@
 from __future__ import annotations
 
 import json
+import zlib
 
+import numpy as np
 import pytest
 
+from fink_t2.alerts.container import MAX_BLOCK_BYTES, encode_long
+from fink_t2.alerts.decode import decode_payloads
 from fink_t2.cli import main
-from fink_t2.kafka.consume import decode_message
+from fink_t2.kafka.consume import MAX_REASON_CHARS, decode_message
 from fink_t2.kafka.messages import deadletter_message, enrich_alert, enrich_alert_schemaless, score_message
 from fink_t2.kafka.producer import DirectProducer
 from fink_t2.kafka.schema_files import publish_schema
 from fink_t2.science.classify import classify
+from fink_t2.tools import fuzz
+from fink_t2.tools.fuzz_cases import CLASSES, container_bytes, load_corpus, make_case
 
 pytestmark = pytest.mark.integration
 
@@ -96,3 +102,58 @@ def test_the_idle_clock_starts_at_the_partition_assignment(monkeypatch):
     assert not module._idle_over([100.0], last, started, idle_seconds=3.0)  # 2 s after the assignment
     now[0] = 103.0
     assert module._idle_over([100.0], last, started, idle_seconds=3.0)
+
+
+def _undecodable_reason(value: bytes) -> str:
+    consumed = decode_message(value, None, b"k")
+    line = consumed.line()
+    assert consumed.kind == "undecodable" and "\n" not in line and len(consumed.fields["reason"]) <= MAX_REASON_CHARS
+    return consumed.fields["reason"]
+
+
+def test_a_score_with_fields_of_other_types_is_undecodable_and_says_which(rows):
+    """JSON that is not a score as the job writes it: each message is one undecodable line, never a
+    crash of the line, the count or the plot (these crashed or were printed as scores before)."""
+    payloads, results = rows
+    score = json.loads(score_message(results[0]))
+    edits = {"ra": "x", "fid": 1.5, "candid": True, "t2_probs": [0.1, 0.9], "t2_class": ["SNIa"], "t2_snia": "0.5",
+             "t2_status": None}
+    for name, value in edits.items():
+        assert name in _undecodable_reason(json.dumps(score | {name: value}).encode()), name
+    assert "RecursionError" in _undecodable_reason(b'{"a":' + b"[" * 100_000)
+
+
+def test_hostile_containers_are_refused_by_the_bounded_decoder_before_any_work():
+    """A deflate bomb (fastavro.reader inflated all of it) and an array of nulls with a 2^60 count
+    (fastavro.reader looped for ever) are undecodable, with the job's own reasons."""
+    reason_schema = json.dumps({"type": "record", "name": "d", "fields": [{"name": "reason", "type": "string"}]})
+    compressor = zlib.compressobj(9, zlib.DEFLATED, -zlib.MAX_WBITS)
+    bomb = compressor.compress(bytes(64 * MAX_BLOCK_BYTES)) + compressor.flush()
+    reason = _undecodable_reason(container_bytes(reason_schema.encode(), [(1, bomb)], codec=b"deflate"))
+    assert f"inflates to more than {MAX_BLOCK_BYTES} bytes" in reason
+    nulls = json.dumps({"type": "record", "name": "n", "fields": [
+        {"name": "a", "type": {"type": "array", "items": "null"}}]})
+    reason = _undecodable_reason(container_bytes(nulls.encode(), [(1, encode_long(1 << 60) + encode_long(0))]))
+    assert "array of null items" in reason
+    long_reason = container_bytes(reason_schema.encode(), [(1, encode_long(2000) + b"x\n" * 1000)])
+    consumed = decode_message(long_reason, None, b"k")
+    assert consumed.kind == "deadletter" and consumed.fields["reason"] == " ".join(["x"] * (MAX_REASON_CHARS // 2))
+
+
+def test_fuzzed_alerts_and_their_enriched_messages_read_as_the_decoder_reads_them():
+    """Every fuzz class: the raw case is one line whatever it is; when the job's decoder accepts it,
+    its enriched message reads back as enriched with the decoder's objectId and candid."""
+    corpus, accepted = load_corpus(), 0
+    for name in sorted(CLASSES):
+        rng = np.random.default_rng(20261203)
+        for _ in range(15):
+            payload = make_case(name, rng, corpus)
+            assert "\n" not in decode_message(payload, None, b"k").line()
+            batch = decode_payloads([payload])
+            if batch.error[0] is None:
+                consumed = decode_message(enrich_alert(payload, fuzz.ENRICH_RESULT), None, b"k")
+                assert consumed.kind == "enriched", (name, consumed.fields)
+                assert (consumed.fields["objectId"], consumed.fields["candid"]) == (batch.object_id[0], batch.candid[0])
+                assert consumed.fields["t2_status"] == fuzz.ENRICH_RESULT["t2_status"]
+                accepted += 1
+    assert accepted > 15  # not vacuous: several classes keep decodable alerts
