@@ -276,6 +276,8 @@ def pretrain(corpus: Corpus, cfg: PretrainConfig, out: Path, resume: bool = Fals
         state["config"] = asdict(cfg)  # e.g. a higher --epochs: the stop is judged again with it
         state["stopped"] = _stop_reason(state, cfg) if state["history"] else None
         log.info("resumed from epoch %d", int(trainer.epoch.numpy()))
+    # the code of each start and resume (a run may span sessions; the checkout may move on during one)
+    state["commits"] = list(dict.fromkeys([*state.get("commits", []), git_commit() or "unknown"]))
     started = time.monotonic() - state["train_seconds"]
     while int(trainer.epoch.numpy()) < cfg.epochs and not state["stopped"]:
         epoch = int(trainer.epoch.numpy()) + 1
@@ -411,7 +413,7 @@ def training_provenance(state: dict, command: str) -> dict:
     last = state["history"][-1] if state["history"] else {}
     return {"method": "ASTROMER masked-magnitude pretraining (fink_t2.train.pretrain)",
             "command": command, "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-            "commit": git_commit(), "pretrain_config": state["config"], "corpus": state["corpus"],
+            "training_commits": state.get("commits", []), "ship_commit": git_commit(), "pretrain_config": state["config"], "corpus": state["corpus"],
             "n_train_curves": state["n_train_curves"], "n_holdout_curves": state["n_holdout_curves"],
             "holdout": state["holdout"], "holdout_rmse_mag": state["best_val_rmse"],
             "holdout_window_mean_rmse_mag": state["baseline_val_rmse"], "best_epoch": state["best_epoch"],

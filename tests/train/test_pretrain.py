@@ -11,6 +11,7 @@ pytest.importorskip("tf_keras", reason="the training stack (make train-venv) is 
 
 from fink_t2.train import pretrain, pretrain_data  # noqa: E402
 from fink_t2.cli import build_parser  # noqa: E402
+from fink_t2.config import git_commit  # noqa: E402
 from fink_t2.train.cli import cmd_pretrain  # noqa: E402
 from tests.conftest import shared_path  # noqa: E402
 
@@ -73,10 +74,13 @@ def test_tiny_pretraining_beats_the_window_mean(tiny_run):
     assert (out / "best.weights.h5").is_file() and (out / "pretrain.png").is_file()
 
 
-def test_resume_continues_from_the_saved_epoch_as_if_never_stopped(tmp_path, corpus_cache, tiny_run):
+def test_resume_continues_from_the_saved_epoch_as_if_never_stopped(tmp_path, corpus_cache, tiny_run, monkeypatch):
     _, once = tiny_run
+    monkeypatch.setattr(pretrain, "git_commit", lambda: "aaaaaaa")
     _run(tmp_path / "split", corpus_cache, epochs=2)
+    monkeypatch.setattr(pretrain, "git_commit", lambda: "bbbbbbb")  # resumed after a commit
     resumed = _run(tmp_path / "split", corpus_cache, epochs=4, resume=True)
+    assert resumed["commits"] == ["aaaaaaa", "bbbbbbb"]
     assert [h["epoch"] for h in resumed["history"]] == [1, 2, 3, 4]
     assert resumed["history"][2]["steps"] == once["history"][2]["steps"]  # optimizer state restored
     # same seeds per epoch, same weights and optimizer state: the resumed run is the uninterrupted one
@@ -96,6 +100,9 @@ def test_the_shipped_encoder_is_the_best_checkpoint_with_its_provenance(tmp_path
     prov = meta["provenance"]
     assert prov["holdout_rmse_mag"] == once["best_val_rmse"] and prov["best_epoch"] == once["best_epoch"]
     assert prov["command"] == "test" and prov["corpus"] == once["corpus"]
+    # the code that trained it (recorded as training started) and the code that shipped it: here the same
+    assert prov["training_commits"] == once["commits"] == [git_commit() or "unknown"]
+    assert prov["ship_commit"] == git_commit()
     assert set(prov["holdout_by_source"]) <= set(once["corpus"])
     assert meta["input_contract"] == "astromer_gr_recent" and meta["config"]["d_model"] == 16
 
