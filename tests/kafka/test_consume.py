@@ -120,6 +120,7 @@ def test_a_score_with_fields_of_other_types_is_undecodable_and_says_which(rows):
              "t2_status": None}
     for name, value in edits.items():
         assert name in _undecodable_reason(json.dumps(score | {name: value}).encode()), name
+    assert "t2_snia" in _undecodable_reason(json.dumps(score | {"t2_snia": True}).encode())  # a bool is no P(SNIa)
     assert "RecursionError" in _undecodable_reason(b'{"a":' + b"[" * 100_000)
 
 
