@@ -36,7 +36,13 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 def git_commit() -> str | None:
-    """Short commit of the checkout this code runs from, ``-dirty`` when files differ from it; None outside git."""
+    """Short commit of the checkout this code runs from, ``-dirty`` when files differ from it; None outside git.
+
+    Only a checkout whose top level holds the package counts: an install in a virtualenv that happens to
+    sit inside another repository (``site-packages/`` has no ``.git``) is not described as that repository.
+    """
+    if not (REPO_ROOT / ".git").exists():  # a directory, or a file in a git worktree
+        return None
     try:
         described = subprocess.run(["git", "-C", str(REPO_ROOT), "describe", "--always", "--dirty", "--exclude=*",
                                     "--abbrev=7"], capture_output=True, text=True, timeout=10)

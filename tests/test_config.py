@@ -205,3 +205,7 @@ def test_git_commit_names_the_checkout_marks_changes_and_ignores_tags(tmp_path, 
     plain.mkdir()
     monkeypatch.setattr(config_module, "REPO_ROOT", plain)
     assert config_module.git_commit() is None
+    installed = repo / "venv" / "site-packages"  # an install inside some other repository: not that repository
+    installed.mkdir(parents=True)
+    monkeypatch.setattr(config_module, "REPO_ROOT", installed)
+    assert config_module.git_commit() is None
