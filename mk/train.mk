@@ -15,6 +15,7 @@ TRAIN_SEED ?= 42
 ZTF_SEED ?= 7
 PLASTICC_EPOCHS ?= 60
 ZTF_EPOCHS ?= 30
+ZTF_PATIENCE ?= 4
 # the id the ZTF model ships as; empty: fink_t2.science.model.DEFAULT_MODEL_ID (replace the default)
 SHIP_ID ?=
 SHARED_LABELED ?= $(CURDIR)/../shared/data/labeled
@@ -53,7 +54,7 @@ train-plasticc:
 # The ZTF model (issue 11): emulated alerts from PLAsTiCC train (6 per object, weight 0.3) + every eligible alert
 # epoch of every BTS train-split object (BTS_EVERY_EPOCH is above any object's count: the most is 794), input
 # contract window_asinh_v2, sample-weighted cross-entropy (each object once: the ZTF prior), up to ZTF_EPOCHS
-# epochs with patience 4; temperature fitted on the ZTF rows of the early-stopping hold-out by `compress`.
+# epochs with patience ZTF_PATIENCE (4); temperature fitted on the ZTF rows of the early-stopping hold-out by `compress`.
 BTS_EVERY_EPOCH := 1000
 PLASTICC_WEIGHT ?= 0.3
 ZTF_RECIPE = --loss cross_entropy --bts-per-object $(BTS_EVERY_EPOCH) --plasticc-per-object 6 --plasticc-weight $(PLASTICC_WEIGHT)
@@ -62,7 +63,7 @@ ZTF_TRAIN_FLAGS ?= --input-contract window_asinh_v2 $(ZTF_RECIPE)
 FLOAT_OUT ?= $(TRAIN_OUT)
 ZTF_EXTRA_FLAGS ?=
 train-ztf-float:
-	$(T2TRAIN) train --data ztf $(ZTF_TRAIN_FLAGS) --epochs $(ZTF_EPOCHS) --patience 4 --batch-size 256 \
+	$(T2TRAIN) train --data ztf $(ZTF_TRAIN_FLAGS) --epochs $(ZTF_EPOCHS) --patience $(ZTF_PATIENCE) --batch-size 256 \
 	  --seed $(ZTF_SEED) $(ZTF_EXTRA_FLAGS) --out $(FLOAT_OUT) --model-id t2-ztf --no-progress
 train-ztf: train-ztf-float
 	$(T2TRAIN) compress --out $(FLOAT_OUT) --model-id t2-ztf --cluster-epochs 6 --prune-epochs 1 --no-progress
@@ -85,7 +86,7 @@ train-lr-search:
 
 # Ablation (docs/ztf-model.md): the same recipe with the published input contract, float (no compression).
 train-ablations:
-	$(T2TRAIN) train --data ztf --input-contract span_grid_v1 $(ZTF_RECIPE) --epochs $(ZTF_EPOCHS) --patience 4 \
+	$(T2TRAIN) train --data ztf --input-contract span_grid_v1 $(ZTF_RECIPE) --epochs $(ZTF_EPOCHS) --patience $(ZTF_PATIENCE) \
 	  --batch-size 256 --seed $(ZTF_SEED) --out $(TRAIN_OUT)/ablation-span --model-id t2-ztf --no-progress
 
 # Both models on the BTS val split (never used for training, stopping or calibration) with the feature
