@@ -41,7 +41,7 @@ from fink_t2.science import gp
 from fink_t2.science import lightcurve
 from fink_t2.science import model_input
 from fink_t2.alerts.batch import AlertBatch
-from fink_t2.contract import BANDS, GRID_LENGTH, ZERO_POINT, ZTF_WAVELENGTH_A
+from fink_t2.contract import BANDS, ZERO_POINT, ZTF_WAVELENGTH_A
 from fink_t2.science.lightcurve import BAND_FIDS, LightCurves, build_light_curves, cut_reasons, mag_to_flux
 from fink_t2.science.model_input import band_wavelengths
 from fink_t2.train.labels import PLASTICC_ID_TO_INDEX, bts_class_index

@@ -14,8 +14,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-
 from fink_t2.science.model import PUBLISHED_MODEL, load_model
 from fink_t2.train import data, evaluate, metrics
 
