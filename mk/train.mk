@@ -26,10 +26,13 @@ PUBLISHED_MODEL ?= $(MODELS_DIR)/fink-t2-quantized-28341.tflite
 #   make train TRAIN_OUT=/tmp/t DOCS_DIR=/tmp/t/docs SHIP_DIR=/tmp/t/models
 DOCS_DIR ?= $(CURDIR)/docs
 SHIP_DIR ?= $(MODELS_DIR)
+# train-science-report keeps a copy of the reports docs/ztf-model.md is made of here (in git): run folders are not,
+# and `make train-science-report-kept` rewrites the doc from this folder alone
+KEPT_REPORTS ?= $(DOCS_DIR)/reports
 TASKSET := $(shell command -v taskset >/dev/null 2>&1 && echo taskset -c $(TRAIN_CPU))
 T2TRAIN := FINK_T2_TRAIN_THREADS=1 $(TASKSET) $(PY) -m fink_t2.train -v
 
-.PHONY: train train-venv train-plasticc train-ztf train-ztf-float train-search train-plasticc-weight-search train-lr-search train-ablations train-evaluate train-science-report
+.PHONY: train train-venv train-plasticc train-ztf train-ztf-float train-search train-plasticc-weight-search train-lr-search train-ablations train-evaluate train-science-report train-science-report-kept
 
 # tf-keras 2.21 declares a dependency on the full `tensorflow` wheel; with tensorflow-cpu it is
 # installed --no-deps (environment.md §1, "same, CPU only, smaller").
@@ -131,6 +134,11 @@ train-science-report:
 	  --runs-comparison "PLAsTiCC weight (make train-plasticc-weight-search)=$(TRAIN_OUT)/plasticc-weight-search.json" \
 	  --runs-comparison "Learning rate (make train-lr-search)=$(TRAIN_OUT)/lr-search.json" \
 	  --doc $(DOCS_DIR)/ztf-model.md --command "make train" \
-	  --published $(TRAIN_OUT)/eval/published-bts-val.json --ship $(SHIP_DIR) $(if $(SHIP_ID),--ship-id $(SHIP_ID))
+	  --published $(TRAIN_OUT)/eval/published-bts-val.json --ship $(SHIP_DIR) $(if $(SHIP_ID),--ship-id $(SHIP_ID)) \
+	  --keep $(KEPT_REPORTS)
+
+# docs/ztf-model.md again from the kept reports (no run folder needed; today's notes; nothing shipped)
+train-science-report-kept:
+	$(T2TRAIN) science-report --from-kept $(KEPT_REPORTS) --doc $(DOCS_DIR)/ztf-model.md
 
 train: train-plasticc train-ztf train-evaluate

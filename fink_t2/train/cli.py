@@ -335,6 +335,11 @@ SCIENCE_NOTES = [
 def cmd_science_report(args: argparse.Namespace) -> int:
     from fink_t2.train import science_report
 
+    if args.from_kept:
+        return _science_report_from_kept(args)
+    if not args.default:
+        print("science-report: --default (or --from-kept) is required", file=sys.stderr)
+        return 2
     others = {}
     for (label, path), required in args.others:
         if required or path.is_file():
@@ -343,15 +348,21 @@ def cmd_science_report(args: argparse.Namespace) -> int:
             print(f"row left out (no report {path}): {label}")
     default = json.loads(Path(args.default).read_text())
     passed = science_report.ship_gate(default)
-    comparisons = {}
+    comparison_files = {}
     for title, path in args.runs_comparison:
         if path.is_file():
-            comparisons[title] = json.loads(path.read_text())
+            comparison_files[title] = path
         else:
             print(f"selection table left out (no {path}): {title}")
+    comparisons = {title: json.loads(path.read_text()) for title, path in comparison_files.items()}
+    default_name = args.ship_id if args.ship and passed else None
     doc = science_report.write(Path(args.doc), Path(args.default), others, args.command, SCIENCE_NOTES,
-                               default_name=args.ship_id if args.ship and passed else None, comparisons=comparisons)
+                               default_name=default_name, comparisons=comparisons)
     print(f"wrote {doc}")
+    if args.keep:
+        index = science_report.keep(Path(args.keep), Path(args.default), others, comparison_files, args.command,
+                                    default_name)
+        print(f"kept its reports in {index.parent} (make train-science-report-kept rewrites {doc} from them)")
     if not passed:
         print("ship gate failed: the model does not beat the feature baseline in every age bin; not shipped")
         return 3
@@ -361,6 +372,24 @@ def cmd_science_report(args: argparse.Namespace) -> int:
         published = json.loads(Path(args.published).read_text())
         shipped = report.ship(Path(default["model"]), Path(args.ship), args.ship_id, default, published)
         print(f"shipped {shipped}")
+    return 0
+
+
+def _science_report_from_kept(args: argparse.Namespace) -> int:
+    """``science-report --from-kept DIR``: the document again from a folder written by ``--keep``; ships nothing."""
+    from fink_t2.train import science_report
+
+    given = [flag for flag, value in (("--default", args.default), ("--other", args.others),
+                                      ("--runs-comparison", args.runs_comparison), ("--ship", args.ship),
+                                      ("--keep", args.keep)) if value]
+    if given:
+        print(f"science-report: --from-kept takes its rows from the kept folder; drop {', '.join(given)}",
+              file=sys.stderr)
+        return 2
+    kept = science_report.kept_inputs(Path(args.from_kept))
+    doc = science_report.write(Path(args.doc), kept["default_json"], kept["others"], kept["command"], SCIENCE_NOTES,
+                               default_name=kept["default_name"], comparisons=kept["comparisons"])
+    print(f"wrote {doc} from the reports kept in {args.from_kept}")
     return 0
 
 
@@ -387,7 +416,8 @@ def add_report_parser(subparsers) -> None:
 
     p = subparsers.add_parser("science-report", help="docs/ztf-model.md: the default model vs the feature baseline "
                               "by alert age (exit 3 when the ship gate fails)")
-    p.add_argument("--default", required=True, help="evaluate JSON (with baseline) of the default model, BTS val")
+    p.add_argument("--default", help="evaluate JSON (with baseline) of the default model, BTS val (required "
+                   "unless --from-kept)")
     p.add_argument("--other", action="append", dest="others", default=[], metavar="LABEL=JSON",
                    type=lambda item: (label_and_path(item), True), help="other models' reports, rows in the order given")
     p.add_argument("--optional-other", action="append", dest="others", metavar="LABEL=JSON",
@@ -400,6 +430,10 @@ def add_report_parser(subparsers) -> None:
     p.add_argument("--published", help="evaluate JSON of the published model (recorded in the shipped metadata)")
     p.add_argument("--runs-comparison", action="append", default=[], metavar="TITLE=JSON", type=label_and_path,
                    help="a `compare-runs --out` JSON shown as a selection table (left out, and said so, when absent)")
+    p.add_argument("--keep", metavar="DIR", help="also copy the reports the document is made of into DIR "
+                   "(docs/reports, in git), with inputs.json naming their rows")
+    p.add_argument("--from-kept", metavar="DIR", help="rewrite the document from a --keep folder alone (the "
+                   "reports' figures, today's notes); nothing shipped")
     p.set_defaults(handler=cmd_science_report)
 
 

@@ -18,6 +18,10 @@ from fink_t2.train.metrics import AGE_BINS, SNIA_THRESHOLD
 TARGETS = {"snia_vs_rest_auc": (">=", 0.88), "auc_3-7": (">=", 0.75), "accuracy": (">=", 0.80),
            "snia_ece": ("<=", 0.05), "snia_purity_at_0.5": (">=", 0.90), "snia_completeness_at_0.5": (">=", 0.60)}
 HEADLINE = ("snia_vs_rest_auc", "accuracy", "snia_purity_at_0.5", "snia_completeness_at_0.5", "snia_ece", "log_loss")
+#: The default's plots copied next to the document (``<report stem>.<kind>.png`` → ``ztf-model-<kind>.png``).
+PLOT_KINDS = ("auc-by-age", "snia-reliability")
+#: The file in a kept folder that names the document's rows (see :func:`keep`).
+KEPT_INDEX = "inputs.json"
 
 
 def _ci(report: dict, key: str) -> str:
@@ -51,7 +55,7 @@ def run_comparison_table(rows: list[dict]) -> str:
     auc = [r["ztf_early_stopping_metrics"].get("snia_vs_rest_auc", float("nan")) for r in rows]
     best = int(np.nanargmax(auc)) if np.isfinite(auc).any() else -1
     lines = ["| run | seed | PLAsTiCC weight | learning rate | SN Ia AUC | " + " | ".join(f"{a} d" for a in ages)
-             + f" | purity | completeness | SN Ia ECE |", "|---" * (8 + len(ages)) + "|"]
+             + " | purity | completeness | SN Ia ECE |", "|---" * (8 + len(ages)) + "|"]
     for i, r in enumerate(rows):
         m = r["ztf_early_stopping_metrics"]
         by_age = m.get("snia_vs_rest_auc_by_age_days", {})
@@ -103,7 +107,7 @@ def write(doc: Path, default_json: Path, others: dict[str, Path], command: str, 
         lines.append(f"| {label} | " + " | ".join(_age_cell(r, a) for a in ages) + " |")
     lines.append("| alerts in the bin | " + " | ".join(str(default["alerts_by_age_days"][a]) for a in ages) + " |")
     diff, ci = default["auc_minus_reference_by_age_days"], default["ci95"]["auc_minus_reference_by_age_days"]
-    lines.append(f"| default − baseline (paired) | " + " | ".join(
+    lines.append("| default − baseline (paired) | " + " | ".join(
         f"{diff[a]:+.3f} [{ci[a][0]:+.2f}, {ci[a][1]:+.2f}]" for a in ages) + " |")
     lines += ["", f"Ship gate (beats the baseline in every age bin): **{'passed' if ship_gate(default) else 'FAILED'}**.",
               "", "## Targets (default model, BTS val)", ""] + target_lines(default)
@@ -112,15 +116,50 @@ def write(doc: Path, default_json: Path, others: dict[str, Path], command: str, 
                   "objects, each object once; not the split above), float models before calibration; `*` the best "
                   "AUC (`fink-t2 train compare-runs`).", "", run_comparison_table(rows)]
     lines += ["", "## Notes", ""] + [f"* {n}" for n in notes]
+    doc.parent.mkdir(parents=True, exist_ok=True)
     stem = default_json.with_suffix("")
     images = []
-    for kind in ("auc-by-age", "snia-reliability"):
+    for kind in PLOT_KINDS:
         src = stem.with_name(stem.name + f".{kind}.png")
         if src.is_file():
             dst = doc.parent / f"ztf-model-{kind}.png"
             shutil.copyfile(src, dst)
             images.append(f"![{kind}]({dst.name})")
     lines += [""] + images + [""]
-    doc.parent.mkdir(parents=True, exist_ok=True)
     doc.write_text("\n".join(lines))
     return doc
+
+
+
+def keep(folder: Path, default_json: Path, others: dict[str, Path], comparisons: dict[str, Path], command: str,
+         default_name: str | None) -> Path:
+    """Copy the reports a document was written from into ``folder`` (git-tracked), with ``inputs.json``
+    naming their rows, so that the document can be rewritten after the run folders are gone
+    (:func:`kept_inputs`). Files are renamed by role (``default.json``, ``other-1.json``, …)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for stale in folder.glob("*"):
+        if stale.suffix in (".json", ".png"):
+            stale.unlink()
+    shutil.copyfile(default_json, folder / "default.json")
+    stem = default_json.with_suffix("")
+    for kind in PLOT_KINDS:
+        plot = stem.with_name(stem.name + f".{kind}.png")
+        if plot.is_file():
+            shutil.copyfile(plot, folder / f"default.{kind}.png")
+    index = {"command": command, "default_name": default_name, "others": [], "comparisons": []}
+    for role, rows in (("other", others), ("comparison", comparisons)):
+        for i, (label, path) in enumerate(rows.items(), start=1):
+            shutil.copyfile(path, folder / f"{role}-{i}.json")
+            index[f"{role}s"].append([label, f"{role}-{i}.json"])
+    (folder / KEPT_INDEX).write_text(json.dumps(index, indent=1, ensure_ascii=False) + "\n")
+    return folder / KEPT_INDEX
+
+
+def kept_inputs(folder: Path) -> dict:
+    """The arguments of :func:`write` from a folder written by :func:`keep`: ``default_json``, ``others``,
+    ``command``, ``default_name`` and ``comparisons`` (rows loaded)."""
+    index = json.loads((folder / KEPT_INDEX).read_text())
+    return {"default_json": folder / "default.json", "command": index["command"],
+            "default_name": index["default_name"],
+            "others": {label: folder / name for label, name in index["others"]},
+            "comparisons": {title: json.loads((folder / name).read_text()) for title, name in index["comparisons"]}}

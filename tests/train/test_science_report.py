@@ -101,3 +101,42 @@ def test_label_and_path_splits_at_the_first_equals_sign():
     from fink_t2.train.cli import label_and_path
 
     assert label_and_path("row b (seed 7)=/r/w=0.3/b.json") == ("row b (seed 7)", Path("/r/w=0.3/b.json"))
+
+
+def test_kept_reports_rewrite_the_same_document_after_the_run_folder_is_gone(tmp_path, monkeypatch, capsys):
+    import shutil
+
+    from fink_t2.train import report
+
+    run = tmp_path / "run"
+    run.mkdir()
+    default = _write(run, "ours", _report("t2-ztf-clustered-quantized", 0.9, beats=True))
+    (run / "ours.auc-by-age.png").write_bytes(b"png by age")
+    other = _write(run, "span", _report("span", 0.8, beats=False))
+    search = run / "search.json"
+    search.write_text(json.dumps([{"run": "pw-0.3", "seed": 7, "plasticc_weight": 0.3, "ztf_early_stopping_metrics": {
+        "snia_vs_rest_auc": 0.92, "snia_vs_rest_auc_by_age_days": {a: 0.92 for a in AGES}}}]))
+    monkeypatch.setattr(report, "ship", lambda model, folder, ship_id, *rest: Path(folder) / f"{ship_id}.tflite")
+    docs, kept = tmp_path / "docs", tmp_path / "docs" / "reports"
+    rc = main(["science-report", "--default", default, "--other", f"ablation: span={other}",
+               "--runs-comparison", f"PLAsTiCC weight={search}", "--doc", str(docs / "ztf-model.md"),
+               "--command", "make train", "--ship", str(tmp_path / "models"), "--ship-id", "fink-t2-ztf-new",
+               "--published", other, "--keep", str(kept)])
+    assert rc == 0 and "shipped" in capsys.readouterr().out
+    first = (docs / "ztf-model.md").read_text()
+    assert _rows(docs / "ztf-model.md")[0] == "**fink-t2-ztf-new** (default)"
+    shutil.rmtree(run)
+    (docs / "ztf-model.md").unlink()
+    (docs / "ztf-model-auc-by-age.png").unlink()
+    assert main(["science-report", "--from-kept", str(kept), "--doc", str(docs / "ztf-model.md")]) == 0
+    assert (docs / "ztf-model.md").read_text() == first
+    assert "## PLAsTiCC weight" in first and "| ablation: span |" in first and "![auc-by-age]" in first
+    assert (docs / "ztf-model-auc-by-age.png").read_bytes() == b"png by age"
+    assert "shipped" not in capsys.readouterr().out
+
+
+def test_from_kept_refuses_rows_given_on_the_command_line(tmp_path, capsys):
+    default = _write(tmp_path, "default", _report("t2-ztf-clustered-quantized", 0.9, beats=True))
+    rc = main(["science-report", "--from-kept", str(tmp_path), "--default", default, "--doc", str(tmp_path / "d.md")])
+    assert rc == 2 and "drop --default" in capsys.readouterr().err
+    assert not (tmp_path / "d.md").exists()
