@@ -104,10 +104,6 @@ def test_truncated_archive_classifies_what_it_holds_reports_and_exits_1(tmp_path
 def test_schema_prints_the_avsc_the_job_publishes_for_that_version(capsys, tmp_path):
     """`fink-t2 schema --ztf-version 3.3` = the file a worker publishes for a real 3.3 alert; the
     default (4.02) reads a 4.02 record written with it; an unknown version is refused."""
-    import io
-
-    import fastavro
-
     from fink_t2.kafka.messages import enrich_alert_schemaless
     from fink_t2.kafka.schema_files import publish_schema
     from fink_t2.science.classify import classify

@@ -166,7 +166,6 @@ def test_readme_layout_table_names_every_module():
     section = section[: section.index("\n## ", 3)]
     rows = [line for line in section.splitlines() if line.startswith("|")]
     missing = []
-    current_layer = None
     for path in sorted(PACKAGE_DIR.rglob("*.py")):
         rel = path.relative_to(PACKAGE_DIR)
         if path.name in ("__init__.py", "__main__.py") or rel.parts[0] == "train":

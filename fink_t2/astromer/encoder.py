@@ -7,7 +7,6 @@ of ``invoke_batch`` rows (the last one zero-padded), so the tensor shapes are al
 """
 from __future__ import annotations
 
-import json
 import os
 import threading
 from dataclasses import dataclass

@@ -29,7 +29,7 @@ from tqdm import tqdm
 from fink_t2.kafka.broker import DEFAULT_BOOTSTRAP, MAX_MESSAGE_BYTES, BrokerError
 from fink_t2.kafka.security import (KafkaEndpoint, add_endpoint_arguments, as_kafka_conf, client_config, describe,
                                     endpoint_from_args, flush, list_topics)
-from fink_t2.alerts.sources import AlertMessage, InputError, iter_alert_messages, split_avro_container
+from fink_t2.alerts.sources import AlertMessage, InputError, iter_alert_messages
 
 log = logging.getLogger(__name__)
 

@@ -54,7 +54,7 @@ the sample: ZTF21acobels twice, P = 0.53 and 0.59, and ZTF21acoshvy):
 from typing import Optional, Sequence
 
 import pandas as pd
-from pyspark.sql import Column, DataFrame
+from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql.functions import pandas_udf
 from pyspark.sql.types import BooleanType, FloatType, MapType, StringType

@@ -15,8 +15,6 @@ from fink_t2.kafka.schema_files import (SchemaFileError, fingerprint_of, publish
                                         read_schemaless)
 from fink_t2.science.classify import classify
 
-from tests.conftest import SAMPLE_ALERTS
-
 
 @pytest.fixture(scope="module")
 def classified(sample_payloads):

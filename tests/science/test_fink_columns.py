@@ -8,7 +8,6 @@ same probabilities to the bit.
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq

@@ -4,7 +4,6 @@ Real data: ZTF BTS light curves from ../shared (g and r, ≤ 90 days after the f
 """
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 import pytest

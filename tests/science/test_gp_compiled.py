@@ -4,7 +4,6 @@ Real data: the usable ZTF alerts of ../shared/data/ztf (as in the GP acceptance 
 """
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 import pytest

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
-import time
 import tomllib
 import urllib.request
 from collections import Counter
