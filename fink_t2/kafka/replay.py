@@ -8,8 +8,8 @@ The broker is probed first (:func:`check_broker`): a dead one is one clear error
 retries. Parquet (decoded alerts) is refused; a truncated archive is replayed up to the damage
 and reported.
 
-Library: :func:`iter_alert_messages`, :func:`iter_avro_messages`, :func:`split_avro_container`,
-:func:`replay`. CLI pieces: :func:`add_replay_parser`, :func:`run_replay` (``fink-t2 replay``).
+Library: :func:`iter_alert_messages`, :func:`iter_avro_messages`, :func:`replay` (containers are
+split by :func:`fink_t2.alerts.sources.split_avro_container`). CLI pieces: :func:`add_replay_parser`, :func:`run_replay` (``fink-t2 replay``).
 """
 from __future__ import annotations
 

@@ -15,11 +15,11 @@ from typing import Any
 import fastavro
 import pytest
 
-from fink_t2.alerts.sources import InputError
+from fink_t2.alerts.sources import InputError, split_avro_container
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
 from fink_t2.kafka.replay import (add_replay_parser, iter_alert_messages, iter_avro_messages, replay,
-                            run_replay, split_avro_container)
+                                  run_replay)
 from fink_t2.cli import main
 from fink_t2.kafka.broker import BrokerError
 from tests.conftest import ARCHIVE_MEMBERS, REPO, SHARED, truncated_archive
