@@ -1,9 +1,9 @@
 # Training, compression, Table 1 and ZTF validation of our own t2 model (issue #4).
 # Included from the Makefile (`include mk/train.mk`). Needs the training stack:
 #   make train-venv   (tensorflow-cpu + tf-keras + tfmot into .venv, see ../shared/notes/environment.md §1)
-# then `make train` (about 55 min on one core, measured 2026-12-03 on an AMD EPYC VM: PLAsTiCC ~7, ZTF ~33 +
-# compression ~11, evaluation ~3;
-# pinned to core $(TRAIN_CPU) with taskset). `make train-ablations` (about 30 min more) trains the span_grid_v1
+# then `make train` (about 95 min on one core, measured 2026-12-04 on an AMD EPYC VM: PLAsTiCC ~7, ZTF ~70 (54 of
+# at most 60 epochs) + compression ~11, evaluation ~5;
+# pinned to core $(TRAIN_CPU) with taskset). `make train-ablations` (about 35 min more) trains the span_grid_v1
 # row of docs/ztf-model.md; run it before train-evaluate to include that row.
 # Outputs: run/train/ (all models, logs, reports), docs/table1.md + docs/*.png,
 # fink_t2/data/models/<DEFAULT_MODEL_ID or SHIP_ID>.{tflite,json} (the shipped clustered + quantized model).
@@ -14,8 +14,9 @@ TRAIN_SEED ?= 42
 # the ZTF model's seed: of the recipe's runs, seed 7 had the best early-stopping hold-out AUC (issue 11)
 ZTF_SEED ?= 7
 PLASTICC_EPOCHS ?= 60
-ZTF_EPOCHS ?= 30
-ZTF_PATIENCE ?= 4
+# training length of the ZTF model: 60 epochs / patience 8 beat 30 / 4 on the early-stopping hold-out (issue 11)
+ZTF_EPOCHS ?= 60
+ZTF_PATIENCE ?= 8
 # the id the ZTF model ships as; empty: fink_t2.science.model.DEFAULT_MODEL_ID (replace the default)
 SHIP_ID ?=
 SHARED_LABELED ?= $(CURDIR)/../shared/data/labeled
@@ -32,7 +33,7 @@ KEPT_REPORTS ?= $(DOCS_DIR)/reports
 TASKSET := $(shell command -v taskset >/dev/null 2>&1 && echo taskset -c $(TRAIN_CPU))
 T2TRAIN := FINK_T2_TRAIN_THREADS=1 $(TASKSET) $(PY) -m fink_t2.train -v
 
-.PHONY: train train-venv train-plasticc train-ztf train-ztf-float train-search train-plasticc-weight-search train-lr-search train-ablations train-evaluate train-science-report train-science-report-kept
+.PHONY: train train-venv train-plasticc train-ztf train-ztf-float train-search train-plasticc-weight-search train-lr-search train-seed-search train-ablations train-evaluate train-science-report train-science-report-kept
 
 # tf-keras 2.21 declares a dependency on the full `tensorflow` wheel; with tensorflow-cpu it is
 # installed --no-deps (environment.md §1, "same, CPU only, smaller").
@@ -57,7 +58,7 @@ train-plasticc:
 # The ZTF model (issue 11): emulated alerts from PLAsTiCC train (6 per object, weight 0.3) + every eligible alert
 # epoch of every BTS train-split object (BTS_EVERY_EPOCH is above any object's count: the most is 794), input
 # contract window_asinh_v2, sample-weighted cross-entropy (each object once: the ZTF prior), up to ZTF_EPOCHS
-# epochs with patience ZTF_PATIENCE (4); temperature fitted on the ZTF rows of the early-stopping hold-out by `compress`.
+# epochs with patience ZTF_PATIENCE (60, 8); temperature fitted on the ZTF rows of the early-stopping hold-out by `compress`.
 BTS_EVERY_EPOCH := 1000
 PLASTICC_WEIGHT ?= 0.3
 ZTF_RECIPE = --loss cross_entropy --bts-per-object $(BTS_EVERY_EPOCH) --plasticc-per-object 6 --plasticc-weight $(PLASTICC_WEIGHT)
@@ -73,12 +74,16 @@ train-ztf: train-ztf-float
 
 # Choices made by validation (docs/ztf-model.md): the ZTF recipe (float, no compression) with SEARCH_FLAG (a
 # `train` option, given after the recipe's own) at each of SEARCH_VALUES, runs in $(TRAIN_OUT)/SEARCH_NAME-<value>,
-# ranked by `compare-runs` on the ZTF rows of the early-stopping hold-out (never the val split).
+# ranked by `compare-runs` on the ZTF rows of the early-stopping hold-out (never the val split). The searches
+# train SEARCH_EPOCHS / SEARCH_PATIENCE (30 / 4: the recipe the documented tables were made with).
 PLASTICC_WEIGHTS ?= 0.1 0.3 1.0
 LEARNING_RATES ?= 0.0087 0.01733092265976495 0.035  # the middle value is fink_t2.train.fit.LEARNING_RATE
+SEED_VALUES ?= 11 13
+SEARCH_EPOCHS ?= 30
+SEARCH_PATIENCE ?= 4
 train-search:
 	for v in $(SEARCH_VALUES); do $(MAKE) --no-print-directory train-ztf-float ZTF_EXTRA_FLAGS="$(SEARCH_FLAG) $$v" \
-	  FLOAT_OUT=$(TRAIN_OUT)/$(SEARCH_NAME)-$$v || exit 1; done
+	  ZTF_EPOCHS=$(SEARCH_EPOCHS) ZTF_PATIENCE=$(SEARCH_PATIENCE) FLOAT_OUT=$(TRAIN_OUT)/$(SEARCH_NAME)-$$v || exit 1; done
 	$(T2TRAIN) compare-runs $(foreach v,$(SEARCH_VALUES),$(TRAIN_OUT)/$(SEARCH_NAME)-$(v)) \
 	  --out $(TRAIN_OUT)/$(SEARCH_NAME)-search.json --no-progress
 train-plasticc-weight-search:
@@ -86,6 +91,12 @@ train-plasticc-weight-search:
 	  SEARCH_VALUES="$(PLASTICC_WEIGHTS)"
 train-lr-search:
 	$(MAKE) --no-print-directory train-search SEARCH_NAME=lr SEARCH_FLAG=--lr SEARCH_VALUES="$(LEARNING_RATES)"
+# other seeds at 30 / 4, next to the default's own run (seed 7, ZTF_EPOCHS / ZTF_PATIENCE) in TRAIN_OUT: run after
+# train-ztf-float
+train-seed-search:
+	$(MAKE) --no-print-directory train-search SEARCH_NAME=seed SEARCH_FLAG=--seed SEARCH_VALUES="$(SEED_VALUES)"
+	$(T2TRAIN) compare-runs $(foreach v,$(SEED_VALUES),$(TRAIN_OUT)/seed-$(v)) $(TRAIN_OUT) \
+	  --out $(TRAIN_OUT)/seed-and-length-search.json --no-progress
 
 # Ablation (docs/ztf-model.md): the same recipe with the published input contract, float (no compression).
 train-ablations:
@@ -133,6 +144,7 @@ train-science-report:
 	  --optional-other "ablation: same recipe, span_grid_v1 input (float; make train-ablations)=$(TRAIN_OUT)/eval/span-float-bts-val.json" \
 	  --runs-comparison "PLAsTiCC weight (make train-plasticc-weight-search)=$(TRAIN_OUT)/plasticc-weight-search.json" \
 	  --runs-comparison "Learning rate (make train-lr-search)=$(TRAIN_OUT)/lr-search.json" \
+	  --runs-comparison "Seed and training length (make train-seed-search: seeds at 30 epochs / patience 4, and the default's own run)=$(TRAIN_OUT)/seed-and-length-search.json" \
 	  --doc $(DOCS_DIR)/ztf-model.md --command "make train" \
 	  --published $(TRAIN_OUT)/eval/published-bts-val.json --ship $(SHIP_DIR) $(if $(SHIP_ID),--ship-id $(SHIP_ID)) \
 	  --keep $(KEPT_REPORTS)
