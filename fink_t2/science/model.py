@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 #: published model on the BTS validation split, see docs/table1.md). The published Fink
 #: model stays selectable: PUBLISHED_MODEL, or ``--model`` on the command line.
 MODELS_DIR = package_file("data", "models")
-DEFAULT_MODEL_ID = "fink-t2-ztf-w4"
+DEFAULT_MODEL_ID = "fink-t2-ztf-w5"
 DEFAULT_MODEL = MODELS_DIR / f"{DEFAULT_MODEL_ID}.tflite"
 PUBLISHED_MODEL = MODELS_DIR / "fink-t2-quantized-28341.tflite"
 #: Samples per invoke. Measured here (ai-edge-litert 2.3.0, 1 thread, XNNPACK, 2,048

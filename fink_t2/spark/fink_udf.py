@@ -28,8 +28,8 @@ Examples
 >>> sorted(one.t2) == sorted(CLASS_NAMES) and abs(sum(one.t2.values()) - 1) < 1e-5
 True
 
-(0.9301 here with the default model `fink-t2-ztf-w4`: the map holds float32, and the GP's round-off
-(numba or numpy) and LiteRT's kernels move a probability by far less than the 0.0199 that separates it
+(0.9412 here with the default model `fink-t2-ztf-w5`: the map holds float32, and the GP's round-off
+(numba or numpy) and LiteRT's kernels move a probability by far less than the 0.0088 that separates it
 from a rounding boundary.)
 
 An alert the cuts reject gets −1.0 for every class and an empty ``maxclass`` (here a variable
@@ -43,7 +43,7 @@ holds the same sentinels):
 ('LPV*', '', {-1.0}, True)
 
 The distribution filter, e.g. SN Ia candidates at P(SNIa) ≥ 0.5 (the three classified alerts of
-the sample: ZTF21acobels twice, P = 0.53 and 0.59, and ZTF21acoshvy):
+the sample: ZTF21acobels twice, P = 0.66 and 0.73, and ZTF21acoshvy):
 
 >>> snia = scored.filter(t2_filter(("SNIa",), 0.5)("t2"))
 >>> sorted(row.objectId for row in snia.select("objectId").collect())
