@@ -82,10 +82,12 @@ LEARNING_RATES ?= 0.0087 0.01733092265976495 0.035  # the middle value is fink_t
 SEED_VALUES ?= 11 13
 SEARCH_EPOCHS ?= 30
 SEARCH_PATIENCE ?= 4
+# run folders compared beside the search's own (e.g. the default's run)
+SEARCH_EXTRA_RUNS ?=
 train-search:
 	for v in $(SEARCH_VALUES); do $(MAKE) --no-print-directory train-ztf-float ZTF_EXTRA_FLAGS="$(SEARCH_FLAG) $$v" \
 	  ZTF_EPOCHS=$(SEARCH_EPOCHS) ZTF_PATIENCE=$(SEARCH_PATIENCE) FLOAT_OUT=$(TRAIN_OUT)/$(SEARCH_NAME)-$$v || exit 1; done
-	$(T2TRAIN) compare-runs $(foreach v,$(SEARCH_VALUES),$(TRAIN_OUT)/$(SEARCH_NAME)-$(v)) \
+	$(T2TRAIN) compare-runs $(foreach v,$(SEARCH_VALUES),$(TRAIN_OUT)/$(SEARCH_NAME)-$(v)) $(SEARCH_EXTRA_RUNS) \
 	  --out $(TRAIN_OUT)/$(SEARCH_NAME)-search.json --no-progress
 train-plasticc-weight-search:
 	$(MAKE) --no-print-directory train-search SEARCH_NAME=plasticc-weight SEARCH_FLAG=--plasticc-weight \
@@ -95,9 +97,8 @@ train-lr-search:
 # other seeds at 30 / 4, next to the default's own run (seed 7, ZTF_EPOCHS / ZTF_PATIENCE) in TRAIN_OUT: run after
 # train-ztf-float
 train-seed-search:
-	$(MAKE) --no-print-directory train-search SEARCH_NAME=seed SEARCH_FLAG=--seed SEARCH_VALUES="$(SEED_VALUES)"
-	$(T2TRAIN) compare-runs $(foreach v,$(SEED_VALUES),$(TRAIN_OUT)/seed-$(v)) $(TRAIN_OUT) \
-	  --out $(TRAIN_OUT)/seed-and-length-search.json --no-progress
+	$(MAKE) --no-print-directory train-search SEARCH_NAME=seed SEARCH_FLAG=--seed SEARCH_VALUES="$(SEED_VALUES)" \
+	  SEARCH_EXTRA_RUNS=$(TRAIN_OUT)
 
 # Ablation (docs/ztf-model.md): the same recipe with the published input contract, float (no compression).
 train-ablations:
@@ -145,7 +146,7 @@ train-science-report:
 	  --optional-other "ablation: same recipe, span_grid_v1 input (float; make train-ablations)=$(TRAIN_OUT)/eval/span-float-bts-val.json" \
 	  --runs-comparison "PLAsTiCC weight (make train-plasticc-weight-search)=$(TRAIN_OUT)/plasticc-weight-search.json" \
 	  --runs-comparison "Learning rate (make train-lr-search)=$(TRAIN_OUT)/lr-search.json" \
-	  --runs-comparison "Seed and training length (make train-seed-search: seeds at 30 epochs / patience 4, and the default's own run)=$(TRAIN_OUT)/seed-and-length-search.json" \
+	  --runs-comparison "Seed and training length (make train-seed-search: seeds at 30 epochs / patience 4, and the default's own run)=$(TRAIN_OUT)/seed-search.json" \
 	  --doc $(DOCS_DIR)/ztf-model.md --command "make train" \
 	  --published $(TRAIN_OUT)/eval/published-bts-val.json --ship $(SHIP_DIR) $(if $(SHIP_ID),--ship-id $(SHIP_ID)) \
 	  --keep $(KEPT_REPORTS)
