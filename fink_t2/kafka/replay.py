@@ -9,7 +9,8 @@ retries. Parquet (decoded alerts) is refused; a truncated archive is replayed up
 and reported.
 
 Library: :func:`iter_alert_messages`, :func:`iter_avro_messages`, :func:`replay` (containers are
-split by :func:`fink_t2.alerts.sources.split_avro_container`). CLI pieces: :func:`add_replay_parser`, :func:`run_replay` (``fink-t2 replay``).
+split by :func:`fink_t2.alerts.sources.split_avro_container`). CLI pieces: :func:`add_replay_parser`,
+:func:`run_replay` (``fink-t2 replay``).
 """
 from __future__ import annotations
 
