@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Sequence
 
 from confluent_kafka import Producer
@@ -13,6 +14,8 @@ log = logging.getLogger(__name__)
 
 #: Longest wait for the delivery reports of purged messages, s: those in flight come asynchronously.
 _PURGE_DRAIN_S = 5.0
+#: One step of that wait, s.
+_POLL_STEP_S = 0.1
 
 
 class DeliveryError(RuntimeError):
@@ -34,6 +37,9 @@ class DirectProducer:
     def __init__(self, endpoint: KafkaEndpoint, delivery_timeout_s: float = 120.0,
                  wait_for_broker: bool = False) -> None:
         self.failures: list[str] = []
+        #: Messages produced and not yet reported (delivered, failed or purged). ``len(self.producer)``
+        #: is not that count: it also holds librdkafka's queued log and error events.
+        self.unreported = 0
         self.delivery_timeout_s = delivery_timeout_s
         self.wait_for_broker = wait_for_broker
         self.producer = Producer(client_config(endpoint, **{
@@ -54,6 +60,7 @@ class DirectProducer:
         return cls._instances[settings]
 
     def _on_delivery(self, error, message) -> None:
+        self.unreported -= 1
         if error is not None:
             self.failures.append(f"{message.topic()}: {error}")
 
@@ -66,23 +73,34 @@ class DirectProducer:
                 self._produce(topic, key, value, list(headers[0]) if headers and headers[0] else None)
             self._await_acknowledgements()
         except (DeliveryError, KafkaAuthenticationError):  # a refused login never heals by waiting
-            self.producer.purge()  # a reused worker must not see this batch's late reports in the next one
-            self.producer.flush(_PURGE_DRAIN_S)  # returns once the purged messages are reported
+            self._purge()
             raise
+
+    def _purge(self) -> None:
+        """Drop this batch's queued and in-flight messages and wait (up to :data:`_PURGE_DRAIN_S`)
+        for their reports, so a reused worker does not see them in its next batch."""
+        self.producer.purge()
+        deadline = time.monotonic() + _PURGE_DRAIN_S
+        while self.unreported > 0 and time.monotonic() < deadline:
+            self.producer.poll(_POLL_STEP_S)
+        if self.unreported > 0:
+            log.warning("%d purged messages still unreported after %.0f s", self.unreported, _PURGE_DRAIN_S)
 
     def _produce(self, topic: str, key: bytes, value: bytes, headers: list | None = None) -> None:
         while True:
             try:
                 self.producer.produce(topic, value=value, key=key, headers=headers, on_delivery=self._on_delivery)
+                self.unreported += 1
                 break
             except BufferError:  # local queue full: let deliveries drain
-                self.producer.poll(0.1)
+                self.producer.poll(_POLL_STEP_S)
         self.producer.poll(0)
 
     def _await_acknowledgements(self) -> None:
         waited = 0.0
         while True:
-            pending = flush(self.producer, self.delivery_timeout_s)  # a refused login raises at once
+            flush(self.producer, self.delivery_timeout_s)  # a refused login raises at once
+            pending = self.unreported
             waited += self.delivery_timeout_s
             if self.failures:
                 raise DeliveryError(f"{len(self.failures)} messages not delivered: {self.failures[:3]}")
