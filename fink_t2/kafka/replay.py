@@ -172,7 +172,8 @@ def replay(paths: Iterable[Path | str], topic: str, bootstrap: KafkaEndpoint = D
             _produce_with_retry(producer, topic, message, on_delivery)
             stats.produced += 1
             bar.update(1)
-    undelivered = flush(producer, flush_timeout)
+    flush(producer, flush_timeout)
+    undelivered = stats.produced - stats.delivered - stats.failed  # len(producer) also counts log events
     stats.seconds = time.monotonic() - started
     if undelivered:
         stats.failed += undelivered

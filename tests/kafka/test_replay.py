@@ -206,6 +206,16 @@ def test_replay_to_a_dead_broker_fails_fast_with_one_clear_line(tmp_path: Path) 
     assert done.stdout == ""
 
 
+def test_replay_counts_messages_left_queued_when_the_broker_goes_away(datatest: Path, monkeypatch) -> None:
+    """A broker that answered the check and then went away: the 11 queued alerts count as failed,
+    with one summary line (the count is the delivery reports', not len(Producer), which holds log events too)."""
+    monkeypatch.setattr("fink_t2.kafka.replay.check_broker", lambda bootstrap, timeout: None)
+    stats = replay([datatest / "avro_multi_alerts.avro"], "t", bootstrap=f"127.0.0.1:{free_loopback_port()}",
+                   progress=False, flush_timeout=2.0)
+    assert (stats.produced, stats.delivered, stats.failed) == (11, 0, 11)
+    assert stats.errors == ["11 messages still queued after 2 s flush"]
+
+
 def test_replay_library_raises_broker_error_before_producing() -> None:
     with pytest.raises(BrokerError, match="no Kafka broker answers"):
         replay(ARCHIVE_MEMBERS[:1], "t", bootstrap=f"127.0.0.1:{free_loopback_port()}", progress=False,
