@@ -189,7 +189,8 @@ def list_topics(client: Any, endpoint: KafkaEndpoint, timeout: float, topic: str
 
 
 def flush(producer: Any, timeout: float) -> int:
-    """``producer.flush`` in short steps, so a refused login raises at once; messages still queued."""
+    """``producer.flush`` in short steps, so a refused login raises at once; returns ``len(producer)``:
+    messages still queued plus log and error events not yet served (count messages by their reports)."""
     deadline = time.monotonic() + timeout
     while len(producer) and (remaining := deadline - time.monotonic()) > 0:
         producer.flush(min(_STEP_S, remaining))
