@@ -25,8 +25,10 @@ BTS_DIR ?= $(SHARED_LABELED)/ztf_bts_antares
 MODELS_DIR ?= $(CURDIR)/fink_t2/data/models
 PUBLISHED_MODEL ?= $(MODELS_DIR)/fink-t2-quantized-28341.tflite
 # where the reports and the shipped model go; a reproduction check points them elsewhere, e.g.
-#   make train TRAIN_OUT=/tmp/t DOCS_DIR=/tmp/t/docs SHIP_DIR=/tmp/t/models
+#   make train TRAIN_OUT=/tmp/t DOCS_DIR=/tmp/t/docs SHIP_DIR=/tmp/t/models README=
 DOCS_DIR ?= $(CURDIR)/docs
+# the README whose model table train-science-report rewrites when it ships (empty: none)
+README ?= $(CURDIR)/README.md
 SHIP_DIR ?= $(MODELS_DIR)
 # train-science-report keeps a copy of the reports docs/ztf-model.md is made of here (in git): run folders are not,
 # and `make train-science-report-kept` rewrites the doc from this folder alone
@@ -149,10 +151,10 @@ train-science-report:
 	  --runs-comparison "Seed and training length (make train-seed-search: seeds at 30 epochs / patience 4, and the default's own run)=$(TRAIN_OUT)/seed-search.json" \
 	  --doc $(DOCS_DIR)/ztf-model.md --command "make train" \
 	  --published $(TRAIN_OUT)/eval/published-bts-val.json --ship $(SHIP_DIR) $(if $(SHIP_ID),--ship-id $(SHIP_ID)) \
-	  --keep $(KEPT_REPORTS)
+	  --keep $(KEPT_REPORTS) $(if $(README),--readme $(README))
 
 # docs/ztf-model.md again from the kept reports (no run folder needed; today's notes; nothing shipped)
 train-science-report-kept:
-	$(T2TRAIN) science-report --from-kept $(KEPT_REPORTS) --doc $(DOCS_DIR)/ztf-model.md
+	$(T2TRAIN) science-report --from-kept $(KEPT_REPORTS) --doc $(DOCS_DIR)/ztf-model.md $(if $(README),--readme $(README))
 
 train: train-plasticc train-ztf train-evaluate

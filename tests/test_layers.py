@@ -19,14 +19,15 @@ PACKAGE_DIR = Path(__file__).resolve().parents[1] / "fink_t2"
 ALLOWED_LAYERS: dict[str, set[str]] = {
     "contract": set(),
     "config": {"contract"},
+    "readme_blocks": set(),
     "alerts": {"contract", "config"},
     "science": {"contract", "config", "alerts"},
     "astromer": {"contract", "config", "alerts", "science"},
     "kafka": {"contract", "config", "alerts", "science", "astromer"},
     "spark": {"contract", "config", "alerts", "science", "astromer", "kafka"},
-    "tools": {"contract", "config", "alerts", "science", "astromer", "kafka", "spark"},
-    "train": {"contract", "config", "alerts", "science", "astromer"},
-    "cli": {"contract", "config", "alerts", "science", "astromer", "kafka", "spark", "tools", "train"},
+    "tools": {"contract", "config", "readme_blocks", "alerts", "science", "astromer", "kafka", "spark"},
+    "train": {"contract", "config", "readme_blocks", "alerts", "science", "astromer"},
+    "cli": {"contract", "config", "readme_blocks", "alerts", "science", "astromer", "kafka", "spark", "tools", "train"},
     "__init__": set(),
 }
 #: third-party packages only one layer may import

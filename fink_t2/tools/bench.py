@@ -28,6 +28,7 @@ from fink_t2.science.classify import STATUS_OK, run_gp, classify
 from fink_t2.config import REPO_ROOT, Config, KafkaConf, git_commit, load_config
 from fink_t2.contract import ASTROMER_SHIPPED_ENCODER_ID, BANDS, ZTF_WAVELENGTH_A
 from fink_t2.kafka.messages import enrich_alert, score_message
+from fink_t2.readme_blocks import write_readme_block
 from fink_t2.science.lightcurve import build_light_curves, cut_reasons
 from fink_t2.science.model import LOAD_LOG_ENV, MODELS_DIR, load_model
 from fink_t2.science.model_input import band_wavelengths, build_input, contract_of, model_grid
@@ -517,16 +518,6 @@ def _encoder_note(figures: dict) -> str:
     return f"; encoder {Path(figures['encoder']).name} (d = {figures['embedding_dim']})"
 
 
-def write_readme_block(readme: Path, block: str, begin: str = README_BEGIN, end_marker: str = README_END) -> None:
-    """Replace the text between the markers ``begin`` … ``end_marker`` (default: the bench's) of
-    ``readme`` with ``block``."""
-    text = readme.read_text()
-    start, end = text.find(begin), text.find(end_marker)
-    if start < 0 or end < start:
-        raise ValueError(f"{readme} has no markers ({begin!r} … {end_marker!r})")
-    readme.write_text(text[:start] + block + text[end + len(end_marker):])
-
-
 def plot_stages(figures: dict, out: Path) -> None:
     """Horizontal bar chart of the per-core rates (log scale)."""
     import matplotlib
@@ -586,7 +577,7 @@ def run_bench_command(args) -> int:
                         encoder=args.encoder)
     print(format_table(figures))
     if args.readme:
-        write_readme_block(Path(args.readme), format_markdown(figures, _command_line(args)))
+        write_readme_block(Path(args.readme), format_markdown(figures, _command_line(args)), README_BEGIN, README_END)
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps(figures, indent=2))

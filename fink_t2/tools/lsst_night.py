@@ -678,7 +678,7 @@ def write_outputs(figures: dict, out: str | None, plot: str | None, readme: str 
                   rendered_by: str | None = None) -> None:
     """JSON (``out``, with the measuring ``command``), PNG (``plot``) and the README block between the
     lsst-night markers."""
-    from fink_t2.tools.bench import write_readme_block
+    from fink_t2.readme_blocks import write_readme_block
 
     if out:
         Path(out).parent.mkdir(parents=True, exist_ok=True)

@@ -379,7 +379,25 @@ def cmd_science_report(args: argparse.Namespace) -> int:
         published = json.loads(Path(args.published).read_text())
         shipped = report.ship(Path(default["model"]), Path(args.ship), args.ship_id, default, published)
         print(f"shipped {shipped}")
+        _write_readme(args, Path(args.default), others, args.ship_id, args.command, Path(args.ship))
     return 0
+
+
+def _write_readme(args: argparse.Namespace, default_json: Path, others: dict[str, Path], default_name: str | None,
+                  command: str, models_dir: Path) -> None:
+    """``--readme``: the README's model table, from the same reports as the document (``models_dir``:
+    where the default ships)."""
+    from fink_t2.readme_blocks import write_readme_block
+    from fink_t2.train import science_report
+
+    if not args.readme:
+        return
+    if default_name is None:
+        print(f"{args.readme} left as it is: these reports name no shipped default")
+        return
+    block = science_report.readme_block(default_json, others, default_name, command, models_dir, data.REPO_ROOT)
+    write_readme_block(Path(args.readme), block, science_report.README_BEGIN, science_report.README_END)
+    print(f"wrote the model table of {args.readme}")
 
 
 def _science_report_from_kept(args: argparse.Namespace) -> int:
@@ -397,6 +415,9 @@ def _science_report_from_kept(args: argparse.Namespace) -> int:
     doc = science_report.write(Path(args.doc), kept["default_json"], kept["others"], kept["command"], SCIENCE_NOTES,
                                default_name=kept["default_name"], comparisons=kept["comparisons"])
     print(f"wrote {doc} from the reports kept in {args.from_kept}")
+    from fink_t2.science.model import MODELS_DIR
+
+    _write_readme(args, kept["default_json"], kept["others"], kept["default_name"], kept["command"], MODELS_DIR)
     return 0
 
 
@@ -439,6 +460,8 @@ def add_report_parser(subparsers) -> None:
                    help="a `compare-runs --out` JSON shown as a selection table (left out, and said so, when absent)")
     p.add_argument("--keep", metavar="DIR", help="also copy the reports the document is made of into DIR "
                    "(docs/reports, in git), with inputs.json naming their rows")
+    p.add_argument("--readme", metavar="FILE", help="also rewrite the model table of this README (between its "
+                   "models:begin/end markers) once the default is shipped, or from --from-kept")
     p.add_argument("--from-kept", metavar="DIR", help="rewrite the document from a --keep folder alone (the "
                    "reports' figures, today's notes); nothing shipped")
     p.set_defaults(handler=cmd_science_report)

@@ -22,6 +22,13 @@ HEADLINE = ("snia_vs_rest_auc", "accuracy", "snia_purity_at_0.5", "snia_complete
 PLOT_KINDS = ("auc-by-age", "snia-reliability")
 #: The file in a kept folder that names the document's rows (see :func:`keep`).
 KEPT_INDEX = "inputs.json"
+#: Markers of the README's model figures (:func:`readme_block`).
+README_BEGIN = "<!-- models:begin (written by `fink-t2 train science-report --readme`; do not edit by hand) -->"
+README_END = "<!-- models:end -->"
+#: The README's columns: (heading, report key); ``auc_3-7`` is the 3–7 d bin.
+README_COLUMNS = (("SN Ia-vs-rest AUC", "snia_vs_rest_auc"), ("AUC at 3–7 d", "auc_3-7"), ("accuracy", "accuracy"),
+                  (f"purity at P(SNIa) ≥ {SNIA_THRESHOLD}", f"snia_purity_at_{SNIA_THRESHOLD}"),
+                  ("P(SNIa) ECE", "snia_ece"))
 
 
 def _ci(report: dict, key: str) -> str:
@@ -72,6 +79,44 @@ def run_comparison_table(rows: list[dict]) -> str:
 def ship_gate(report: dict) -> bool:
     """Beats the feature baseline's AUC in every age bin (point estimates, bins with both classes)."""
     return bool(report.get("beats_baseline_in_every_age_bin"))
+
+
+def _readme_cell(report: dict, key: str) -> str:
+    if key == "auc_3-7":
+        return _age_cell(report, "3-7")
+    if not np.isfinite(report[key]):  # purity when no alert reaches the threshold
+        return "—"
+    return _ci(report, key) if key in report.get("ci95", {}) else f"{report[key]:.3f}"
+
+
+def _model_file(models_dir: Path, repo_root: Path, model_id: str) -> str:
+    path = (models_dir / f"{model_id}.tflite").resolve()
+    if not path.is_file():
+        return "—"
+    shown = path.relative_to(repo_root) if path.is_relative_to(repo_root) else path
+    return f"`{shown}` ({path.stat().st_size / 1000:.0f} KB)"
+
+
+def readme_block(default_json: Path, others: dict[str, Path], default_name: str, command: str,
+                 models_dir: Path, repo_root: Path) -> str:
+    """The README's model table (between :data:`README_BEGIN` and :data:`README_END`): the default,
+    its feature baseline and the other reports whose model ships in ``models_dir`` (the selectable ones)."""
+    default = json.loads(default_json.read_text())
+    rows = {f"**default** `{default_name}`": (default, _model_file(models_dir, repo_root, default_name)),
+            "feature baseline (not shipped)": (default["baseline"], "—")}
+    for label, path in others.items():
+        report = json.loads(path.read_text())
+        if (models_dir / f"{report['model_id']}.tflite").is_file():
+            rows[label] = (report, _model_file(models_dir, repo_root, report["model_id"]))
+    lines = [README_BEGIN,
+             f"BTS validation split, {default['n_objects']} objects never used for training, stopping, calibration",
+             f"or selection, {default['n_alerts']} emulated alerts; 95 % bootstrap CIs over objects "
+             f"(`{command}`, reports in `docs/reports`).", "",
+             "| model | file | " + " | ".join(h for h, _ in README_COLUMNS) + " |",
+             "|---|---|" + "---|" * len(README_COLUMNS)]
+    for label, (report, file) in rows.items():
+        lines.append(f"| {label} | {file} | " + " | ".join(_readme_cell(report, k) for _, k in README_COLUMNS) + " |")
+    return "\n".join(lines + [README_END])
 
 
 def write(doc: Path, default_json: Path, others: dict[str, Path], command: str, notes: list[str],

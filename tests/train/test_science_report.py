@@ -140,3 +140,65 @@ def test_from_kept_refuses_rows_given_on_the_command_line(tmp_path, capsys):
     rc = main(["science-report", "--from-kept", str(tmp_path), "--default", default, "--doc", str(tmp_path / "d.md")])
     assert rc == 2 and "drop --default" in capsys.readouterr().err
     assert not (tmp_path / "d.md").exists()
+
+
+def _readme(tmp_path) -> Path:
+    from fink_t2.train.science_report import README_BEGIN, README_END
+
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# t\n\nbefore\n{README_BEGIN}\nold figures\n{README_END}\nafter\n")
+    return readme
+
+
+def _readme_rows(readme: Path) -> list[list[str]]:
+    return [line.strip("| ").split(" | ") for line in readme.read_text().splitlines() if line.startswith("| ")][1:]
+
+
+def test_shipping_writes_the_readme_table_with_the_selectable_models_only(tmp_path, monkeypatch):
+    from fink_t2.train import report
+
+    models = tmp_path / "models"
+    models.mkdir()
+    (models / "fink-t2-ztf-new.tflite").write_bytes(b"x" * 51_600)
+    (models / "published.tflite").write_bytes(b"x" * 60_300)
+    monkeypatch.setattr(report, "ship", lambda model, folder, ship_id, *rest: Path(folder) / f"{ship_id}.tflite")
+    default = _write(tmp_path, "ours", _report("t2-ztf-clustered-quantized", 0.91, beats=True))
+    published = _write(tmp_path, "published", _report("published", 0.64, beats=False) | {"snia_purity_at_0.5": float("nan")})
+    ablation = _write(tmp_path, "ablation", _report("t2-ztf-float", 0.85, beats=False))
+    readme = _readme(tmp_path)
+    rc = main(["science-report", "--default", default, "--other", f"published p={published}",
+               "--other", f"ablation: float={ablation}", "--doc", str(tmp_path / "d.md"), "--command", "make train",
+               "--ship", str(models), "--ship-id", "fink-t2-ztf-new", "--published", published, "--readme", str(readme)])
+    assert rc == 0
+    text = readme.read_text()
+    assert text.startswith("# t\n\nbefore\n<!-- models:begin") and text.endswith("<!-- models:end -->\nafter\n")
+    assert "old figures" not in text and "10 objects" in text and "50 emulated alerts" in text
+    rows = _readme_rows(readme)
+    assert [r[0] for r in rows] == ["**default** `fink-t2-ztf-new`", "feature baseline (not shipped)", "published p"]
+    assert rows[0][1:4] == [f"`{models / 'fink-t2-ztf-new.tflite'}` (52 KB)", "0.910 [0.900, 0.920]",
+                            "0.910 [0.86, 0.96]"]
+    assert rows[1][1] == "—" and rows[1][2] == "0.910 [0.900, 0.920]" and rows[1][3].startswith("0.700 ")
+    assert rows[2][1].endswith("(60 KB)") and rows[2][5] == "—"  # purity undefined: no alert at P >= 0.5
+
+
+def test_a_failed_gate_leaves_the_readme_alone(tmp_path):
+    readme = _readme(tmp_path)
+    before = readme.read_text()
+    default = _write(tmp_path, "default", _report("t2-ztf-clustered-quantized", 0.6, beats=False))
+    rc = main(["science-report", "--default", default, "--doc", str(tmp_path / "d.md"), "--ship",
+               str(tmp_path / "models"), "--readme", str(readme)])
+    assert rc == 3 and readme.read_text() == before
+
+
+def test_the_readme_model_table_is_the_one_the_kept_reports_give():
+    """README figures are regenerated (make train-science-report-kept), never hand-edited."""
+    from fink_t2.readme_blocks import read_readme_block
+    from fink_t2.science.model import MODELS_DIR
+    from fink_t2.train import science_report
+    from tests.conftest import REPO
+
+    kept = science_report.kept_inputs(REPO / "docs" / "reports")
+    expected = science_report.readme_block(kept["default_json"], kept["others"], kept["default_name"],
+                                           kept["command"], MODELS_DIR, REPO)
+    shown = read_readme_block(REPO / "README.md", science_report.README_BEGIN, science_report.README_END)
+    assert shown == expected
