@@ -402,6 +402,7 @@ def _write_readme(args: argparse.Namespace, default_json: Path, others: dict[str
 
 def _science_report_from_kept(args: argparse.Namespace) -> int:
     """``science-report --from-kept DIR``: the document again from a folder written by ``--keep``; ships nothing."""
+    from fink_t2.science.model import MODELS_DIR
     from fink_t2.train import science_report
 
     given = [flag for flag, value in (("--default", args.default), ("--other", args.others),
@@ -415,8 +416,6 @@ def _science_report_from_kept(args: argparse.Namespace) -> int:
     doc = science_report.write(Path(args.doc), kept["default_json"], kept["others"], kept["command"], SCIENCE_NOTES,
                                default_name=kept["default_name"], comparisons=kept["comparisons"])
     print(f"wrote {doc} from the reports kept in {args.from_kept}")
-    from fink_t2.science.model import MODELS_DIR
-
     _write_readme(args, kept["default_json"], kept["others"], kept["default_name"], kept["command"], MODELS_DIR)
     return 0
 
