@@ -34,13 +34,17 @@ def cmd_train(args: argparse.Namespace) -> int:
         age_balanced=args.age_balanced,
     )
     config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.lr,
-                         patience=args.patience, seed=args.seed, loss=args.loss)
+                         patience=args.patience, seed=args.seed, loss=args.loss, average_best=args.average_best)
     model_id = args.model_id or f"t2-{args.data}-s{args.seed}"
     result = pipeline.train(spec, config, Path(args.out), model_id, progress=_progress_enabled(args))
     rec = result["record"]
     print(f"wrote {result['model']} (+ .json, .h5, .train.json, .training.png): {rec['epochs_run']} epochs, "
           f"best {rec['best_epoch']}, {rec['n_train']} train / {rec['n_early_stopping']} early-stopping rows, "
           f"{rec['train_seconds']:.0f} s")
+    if "averaging" in rec["history"]:
+        done = rec["history"]["averaging"]
+        print(f"mean of epochs {done['epochs']}: early-stopping loss {done['val_loss_averaged']:.4f} against the best "
+              f"epoch's {done['val_loss_best_epoch']:.4f}; kept the {done['kept']}")
     es = rec["early_stopping_metrics"]
     print("early-stopping set: " + "  ".join(f"{k}={v:.4f}" for k, v in es.items()))
     if rec["ztf_early_stopping_metrics"]:
@@ -219,6 +223,9 @@ def add_train_parsers(subparsers) -> None:
     p.add_argument("--batch-size", type=int, default=512)
     p.add_argument("--lr", type=float, default=LEARNING_RATE)
     p.add_argument("--patience", type=int, default=10, help="early-stopping patience (epochs)")
+    p.add_argument("--average-best", type=int, default=0, metavar="K",
+                   help="end with the mean weights of the K epochs of lowest early-stopping loss, when that mean's "
+                        "loss is lower than the best epoch's (default 0: the best epoch)")
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--out", default=str(data.REPO_ROOT / "run" / "train"), help="output folder")
     p.add_argument("--model-id", help="file stem (default t2-<data>-s<seed>)")

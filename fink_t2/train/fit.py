@@ -38,6 +38,9 @@ class TrainConfig:
     #: "weighted_log_loss" (t2's class-balanced loss) or "cross_entropy" (sample-weighted: the
     #: class mix of the weighted training set is the prior the probabilities are calibrated to)
     loss: str = "weighted_log_loss"
+    #: average the weights of this many epochs with the lowest val_loss at the end, kept only when the
+    #: average's val_loss is lower than the best epoch's (0 or 1: off; the fine-tunes never average)
+    average_best: int = 0
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -128,9 +131,12 @@ def fit(model, x_train, y_train, x_val, y_val, config: TrainConfig, progress: bo
         _progress_callback(config.epochs, progress),
         *(extra_callbacks or []),
     ]
+    snapshots = _best_epochs(config.average_best) if restore_best and config.average_best > 1 else None
     if restore_best:
         callbacks.insert(1, keras.callbacks.EarlyStopping(monitor="val_loss", min_delta=config.min_delta,
                                                           patience=config.patience, restore_best_weights=True))
+    if snapshots is not None:
+        callbacks.append(snapshots)
     validation = (x_val, one_hot(y_val)) if w_val is None else (x_val, one_hot(y_val), _mean_one(w_val))
     history = model.fit(
         x_train, one_hot(y_train), sample_weight=None if w_train is None else _mean_one(w_train),
@@ -140,7 +146,53 @@ def fit(model, x_train, y_train, x_val, y_val, config: TrainConfig, progress: bo
     out = {k: [float(v) for v in vals] for k, vals in history.history.items()}
     out["lr"] = lrs
     out["seconds"] = times
+    if snapshots is not None and len(snapshots.kept) > 1:
+        out["averaging"] = average_best_epochs(model, snapshots.kept, validation, config.batch_size)
     return out
+
+
+def _best_epochs(k: int):
+    """Callback keeping ``kept``: ``(val_loss, epoch, weights)`` of the ``k`` epochs with the lowest finite
+    val_loss (built here: Keras is imported only when training)."""
+    keras = tf_setup.keras()
+
+    class BestEpochs(keras.callbacks.Callback):
+        def __init__(self):
+            super().__init__()
+            self.kept: list[tuple[float, int, list[np.ndarray]]] = []
+
+        def on_epoch_end(self, epoch, logs=None):
+            loss = (logs or {}).get("val_loss")
+            if loss is None or not np.isfinite(loss):
+                return
+            self.kept.append((float(loss), epoch + 1, [w.copy() for w in self.model.get_weights()]))
+            self.kept.sort(key=lambda item: item[0])
+            del self.kept[k:]
+
+    return BestEpochs()
+
+
+def average_best_epochs(model, kept: list[tuple[float, int, list[np.ndarray]]], validation: tuple,
+                        batch_size: int) -> dict:
+    """Set ``model`` to the mean of the ``kept`` epochs' weights if its val_loss (on ``validation``:
+    x, one-hot y[, weights]) is below the best epoch's, else to the best epoch's weights; what was done."""
+    best_loss, _, best_weights = min(kept, key=lambda item: item[0])
+    averaged = [np.mean([weights[i] for _, _, weights in kept], axis=0) for i in range(len(best_weights))]
+    model.set_weights(averaged)
+    averaged_loss = _loss(model, validation, batch_size)
+    keep_average = averaged_loss < best_loss
+    if not keep_average:
+        model.set_weights(best_weights)
+    log.info("average of epochs %s: val_loss %.4f against the best epoch's %.4f: kept the %s",
+             sorted(epoch for _, epoch, _ in kept), averaged_loss, best_loss, "average" if keep_average else "best epoch")
+    return {"epochs": sorted(epoch for _, epoch, _ in kept), "val_loss_best_epoch": best_loss,
+            "val_loss_averaged": averaged_loss, "kept": "average" if keep_average else "best epoch"}
+
+
+def _loss(model, validation: tuple, batch_size: int) -> float:
+    x, y, *weights = validation
+    result = model.evaluate(x, y, sample_weight=weights[0] if weights else None, batch_size=batch_size, verbose=0)
+    return float(result[0] if isinstance(result, list) else result)
 
 
 def _mean_one(w: np.ndarray) -> np.ndarray:

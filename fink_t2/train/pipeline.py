@@ -322,12 +322,13 @@ def compress_variants(out_dir: Path, model_id: str, cluster_epochs: int = 10, cl
     base_cfg = TrainConfig(**record["config"])
     fit.seed_everything(base_cfg.seed)
     tune = TrainConfig(**{**record["config"], "epochs": cluster_epochs, "learning_rate": cluster_lr,
-                          "patience": max(3, cluster_epochs // 2)})
+                          "patience": max(3, cluster_epochs // 2), "average_best": 0})
     t0 = time.perf_counter()
     clustered, cluster_hist = compress.fine_tune_clustered(keras_model, td.x_train, td.y_train, td.x_es, td.y_es,
                                                            tune, progress, td.w_train, td.w_es)
     cluster_seconds = time.perf_counter() - t0
-    prune_cfg = TrainConfig(**{**record["config"], "epochs": prune_epochs, "learning_rate": cluster_lr})
+    prune_cfg = TrainConfig(**{**record["config"], "epochs": prune_epochs, "learning_rate": cluster_lr,
+                               "average_best": 0})
     t0 = time.perf_counter()
     pruned, prune_hist = compress.fine_tune_pruned(keras_model, td.x_train, td.y_train, td.x_es, td.y_es,
                                                    prune_cfg, prune_sparsity, progress, td.w_train, td.w_es)
